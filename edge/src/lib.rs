@@ -1,0 +1,7 @@
+//! `edge`: the carrier SIP edge.
+//!
+//! The crate is split the way the architecture is: protocol logic in modules that do
+//! no I/O and read no clock (`sip`, and later `transaction`, `proxy`, `dispatcher`,
+//! `registrar`), and a thin runtime shell that moves bytes and time in and out.
+
+pub mod sip;
