@@ -5,3 +5,8 @@
 //! `registrar`), and a thin runtime shell that moves bytes and time in and out.
 
 pub mod sip;
+
+/// The README's examples run as doc tests, so the front page stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
