@@ -87,10 +87,6 @@ impl<'a> ContentType<'a> {
     }
 }
 
-/// Comma-separated tokens of one or more header fields (Supported, Require,
-/// Proxy-Require, Allow), each trimmed; empty elements are skipped.
-pub type TokenList<'a> = Box<dyn Iterator<Item = &'a [u8]> + 'a>;
-
 /// A parsed SIP message: the received bytes and an index into them.
 ///
 /// Parsing checks the framing, the start line, that each header line is
@@ -549,13 +545,12 @@ impl Message {
             .map(move |h| AuthParams::parse(h.value).map_err(bad(kind)))
     }
 
-    /// Tokens of Supported, Require, Proxy-Require or Allow (any list header).
-    pub fn tokens(&self, kind: HeaderKind) -> TokenList<'_> {
-        Box::new(
-            self.list_values(kind, usize::MAX)
-                .map(|(v, _)| lex::trim(v))
-                .filter(|t| !t.is_empty()),
-        )
+    /// Tokens of Supported, Require, Proxy-Require or Allow (any list header),
+    /// each trimmed; empty elements are skipped.
+    pub fn tokens(&self, kind: HeaderKind) -> impl Iterator<Item = &[u8]> + '_ {
+        self.list_values(kind, usize::MAX)
+            .map(|(v, _)| lex::trim(v))
+            .filter(|t| !t.is_empty())
     }
 
     /// Does the list header `kind` contain `token` (case-insensitive)?
@@ -651,7 +646,9 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
     let (line, next) = next_line(buf, pos).ok_or(Scan::NeedMore)?;
     let start_line = start_line::parse(&buf[line.clone()], line.start)?;
     pos = next;
-    let mut fields: Vec<Field> = Vec::with_capacity(24);
+    // Header indexes are u16 in the first-index table, NONE excluded.
+    let max_headers = limits.max_headers.min(usize::from(NONE - 1));
+    let mut fields: Vec<Field> = Vec::with_capacity(24.min(max_headers));
     let mut first = [NONE; HeaderKind::COUNT];
     loop {
         let (line, next) = next_line(buf, pos).ok_or(Scan::NeedMore)?;
@@ -668,11 +665,8 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
             let last = fields.last_mut().ok_or(ParseError::BadHeaderLine)?;
             continue_field(buf, last, line, next);
         } else {
-            if fields.len() == limits.max_headers {
-                return Err(ParseError::TooManyHeaders {
-                    max: limits.max_headers,
-                }
-                .into());
+            if fields.len() >= max_headers {
+                return Err(ParseError::TooManyHeaders { max: max_headers }.into());
             }
             let field = header_line(buf, line, next)?;
             let slot = &mut first[field.kind as usize];

@@ -28,7 +28,7 @@ pub use editor::{EditError, Editor};
 pub use error::ParseError;
 pub use header::{Header, HeaderKind};
 pub use limits::ParseLimits;
-pub use message::{CSeq, ContentType, Message, TokenList};
+pub use message::{CSeq, ContentType, Message};
 pub use name_addr::{Contact, NameAddr};
 pub use params::{Param, Params};
 pub use start_line::{Method, StartLine};
