@@ -30,7 +30,10 @@ impl<'a> NameAddr<'a> {
             }
             return Self::parse_bracketed(Some(&v[..n]), rest);
         }
-        if let Some(lt) = memchr::memchr(b'<', v) {
+        // A display name is tokens, so the `<` of a name-addr comes before any
+        // `;` or `"`; a later one is inside a parameter of an addr-spec.
+        let display_end = memchr::memchr2(b';', b'"', v).unwrap_or(v.len());
+        if let Some(lt) = memchr::memchr(b'<', &v[..display_end]) {
             let display = lex::trim(&v[..lt]);
             let tokens_only = display
                 .iter()
@@ -190,6 +193,14 @@ mod tests {
         assert_eq!(a.tag(), Some(&b"88"[..]));
         assert_eq!(a.uri().params().count(), 0);
         assert!(NameAddr::parse(b"sip:user@example.com?Route=%3Csip:x%3E").is_err());
+    }
+
+    #[test]
+    fn angle_in_quoted_param_of_addr_spec() {
+        let a = NameAddr::parse(b"sip:a@example.com;x=\"<b>\";tag=1").unwrap();
+        assert!(!a.in_brackets());
+        assert_eq!(a.tag(), Some(&b"1"[..]));
+        assert_eq!(a.params().value("x"), Some(&b"\"<b>\""[..]));
     }
 
     #[test]

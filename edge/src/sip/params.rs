@@ -42,6 +42,9 @@ impl<'a> Params<'a> {
             return Err("junk before parameters");
         }
         let params = Params { raw: &raw[1..] };
+        if params.raw.is_empty() {
+            return Err("empty parameter");
+        }
         let mut count = 0;
         for piece in split_params(params.raw) {
             count += 1;
@@ -85,7 +88,8 @@ impl<'a> Params<'a> {
 
 /// Splits at `;` outside quoted strings; an unterminated quote is an error.
 fn split_params(s: &[u8]) -> impl Iterator<Item = Result<&[u8], &'static str>> {
-    let mut rest = Some(s);
+    // No text is no parameter, not one empty parameter.
+    let mut rest = (!s.is_empty()).then_some(s);
     std::iter::from_fn(move || {
         let r = rest?;
         let mut i = 0;
@@ -172,7 +176,15 @@ mod tests {
     }
 
     #[test]
+    fn no_text_is_no_parameter() {
+        assert_eq!(Params::parse(b"").unwrap().iter().count(), 0);
+        assert_eq!(Params::parse(b"  ").unwrap().iter().count(), 0);
+    }
+
+    #[test]
     fn rejects_empty_and_bad() {
+        assert!(Params::parse(b";").is_err());
+        assert!(Params::parse(b" ; ").is_err());
         assert!(Params::parse(b";;").is_err());
         assert!(Params::parse(b";a=").is_err());
         assert!(Params::parse(b";a=\"open").is_err());

@@ -294,9 +294,21 @@ impl<'a> Uri<'a> {
     /// Every parameter of `self` matches in `other` where RFC 3261 19.1.4 says it
     /// must: always when both have it, and for user, ttl, method, maddr and
     /// transport also when only one has it.
+    ///
+    /// A name given twice counts by its first value, as lookups do, which keeps
+    /// the relation reflexive.
     fn params_equivalent(&self, other: &Uri<'_>) -> bool {
         const MUST_MATCH: [&str; 5] = ["user", "ttl", "method", "maddr", "transport"];
-        self.params().take(MAX_URI_ITEMS).all(|(name, value)| {
+        let repeated = |i: usize, name: &[u8]| {
+            self.params()
+                .take(i)
+                .any(|(n, _)| uri_text_eq(n, name, true))
+        };
+        let mut params = self.params().take(MAX_URI_ITEMS).enumerate();
+        params.all(|(i, (name, value))| {
+            if repeated(i, name) {
+                return true;
+            }
             let theirs = other
                 .params()
                 .take(MAX_URI_ITEMS)
@@ -475,6 +487,14 @@ mod tests {
         let u = uri("sip:user;par=u%40example.net@example.com");
         assert_eq!(u.user(), Some(&b"user;par=u%40example.net"[..]));
         assert_eq!(u.params().count(), 0);
+    }
+
+    #[test]
+    fn repeated_parameter_compares_by_first_value() {
+        let u = uri("sip:a@example.com;x=1;X=2");
+        assert!(u.equivalent(&u));
+        assert!(u.equivalent(&uri("sip:a@example.com;x=1")));
+        assert!(!u.equivalent(&uri("sip:a@example.com;x=2")));
     }
 
     #[test]
