@@ -4,6 +4,9 @@
 //! no I/O and read no clock (`sip`, and later `transaction`, `proxy`, `dispatcher`,
 //! `registrar`), and a thin runtime shell that moves bytes and time in and out.
 
+pub mod config;
+pub mod proxy;
+pub mod runtime;
 pub mod sip;
 
 /// The README's examples run as doc tests, so the front page stays true.
