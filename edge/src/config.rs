@@ -1,10 +1,82 @@
 //! `edge.toml`: the whole configuration of an `edge` process, with a default
 //! for every field so that no file at all gives a working proxy on
 //! 127.0.0.1:5060 UDP.
+//!
+//! Loading goes in two steps: serde reads the file into raw structs that keep
+//! the span of every value (`deny_unknown_fields`, so a misspelt key is an
+//! error), then [`Config`] is built from them and every value is checked. An
+//! error names the file, the line and the field:
+//! `edge.toml:4: field `sip.listen`: transport `tcp` is not supported`.
+//!
+//! [`DEFAULT_CONFIG_TOML`] is the commented default file `edge --print-config`
+//! prints; a test keeps it equal to [`Config::default`].
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::path::Path;
+use std::str::FromStr;
+
+use serde::Deserialize;
+use toml::Spanned;
 
 use crate::proxy::ProxyConfig;
+use crate::sip::{Host, Scheme, Uri};
+
+/// The file name used in messages when the text did not come from a file.
+pub const DEFAULT_FILE_NAME: &str = "edge.toml";
+
+/// The port of a `next_hop` URI that names none (RFC 3261 19.1.2).
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// Default SO_RCVBUF and SO_SNDBUF, bytes (4 MiB).
+pub const DEFAULT_SOCKET_BUFFER_BYTES: usize = 4 * 1024 * 1024;
+
+/// Default time shutdown waits for live transactions, ms (64*T1, Timer B/F).
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 32_000;
+
+/// The default configuration as a commented `edge.toml`, which
+/// `edge --print-config` prints. Parsing it gives exactly [`Config::default`].
+pub const DEFAULT_CONFIG_TOML: &str = r#"# edge.toml: configuration of the edge SIP proxy.
+# Every field is optional; the values below are the defaults.
+
+# Log filter in tracing syntax (e.g. "info" or "edge=debug,info"); RUST_LOG overrides it.
+log_level = "info"
+
+[sip]
+# Addresses to receive SIP on, "udp:IP:PORT" or "udp:[IPv6]:PORT"; every shard binds each one.
+listen = ["udp:127.0.0.1:5060"]
+# Where initial requests go: a sip: URI with an IP (or localhost) host, port 5060 if absent; unset = none.
+# next_hop = "sip:127.0.0.1:5080"
+# Add Record-Route (with lr) to initial INVITE and SUBSCRIBE (true/false).
+record_route = true
+
+[runtime]
+# CPU cores to run a shard on, one pinned thread each, e.g. [0, 1]; empty = all cores.
+cores = []
+# Receive buffer (SO_RCVBUF) of each socket, bytes.
+recv_buffer_bytes = 4194304
+# Send buffer (SO_SNDBUF) of each socket, bytes.
+send_buffer_bytes = 4194304
+# How long shutdown (SIGTERM/SIGINT) waits for live transactions, milliseconds.
+shutdown_grace_ms = 32000
+
+[transaction]
+# RFC 3261 T1, the round-trip time estimate, milliseconds.
+t1_ms = 500
+# RFC 3261 T2, the longest non-INVITE request retransmit interval, milliseconds (>= t1_ms).
+t2_ms = 4000
+# RFC 3261 T4, how long the network may hold a message, milliseconds.
+t4_ms = 5000
+# Timer C, how long a proxied INVITE waits for a final response, milliseconds.
+timer_c_ms = 180000
+# Most live transactions (server and client) per shard; a new INVITE beyond it gets 503.
+max_transactions_per_shard = 100000
+
+[overload]
+# Retry-After in 503 responses sent on overload and shutdown, seconds.
+retry_after_s = 5
+"#;
 
 /// A transport and address to listen on, written `udp:127.0.0.1:5060` or
 /// `udp:[::1]:5060`.
@@ -21,6 +93,87 @@ pub struct ListenAddr {
 pub enum Transport {
     /// RFC 3261 over UDP.
     Udp,
+}
+
+impl fmt::Display for Transport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Transport::Udp => f.write_str("udp"),
+        }
+    }
+}
+
+impl ListenAddr {
+    /// A UDP listen address.
+    pub fn udp(addr: SocketAddr) -> Self {
+        ListenAddr {
+            transport: Transport::Udp,
+            addr,
+        }
+    }
+}
+
+impl fmt::Display for ListenAddr {
+    /// `udp:127.0.0.1:5060`, `udp:[::1]:5060`: the form [`FromStr`] reads.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.transport, self.addr)
+    }
+}
+
+/// Why a listen address did not parse.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ListenAddrError(String);
+
+impl FromStr for ListenAddr {
+    type Err = ListenAddrError;
+
+    /// Reads `udp:IP:PORT`, `udp:[IPv6]:PORT`, or a bare `IP:PORT` /
+    /// `[IPv6]:PORT` (UDP). The transport is case-insensitive; host names are
+    /// not accepted (nothing is resolved) and the port must not be 0.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = |m: String| Err(ListenAddrError(m));
+        if s.is_empty() {
+            return err("empty listen address, expected udp:IP:PORT".into());
+        }
+        let addr_text = if s.parse::<SocketAddr>().is_ok() {
+            s
+        } else {
+            match s.split_once(':') {
+                Some((t, rest)) if t.eq_ignore_ascii_case("udp") => rest,
+                Some((t, _))
+                    if ["tcp", "tls", "ws", "wss", "sctp"]
+                        .iter()
+                        .any(|k| t.eq_ignore_ascii_case(k)) =>
+                {
+                    return err(format!(
+                        "transport `{t}` is not supported, only udp (in `{s}`)"
+                    ));
+                }
+                Some((t, _)) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_alphabetic()) => {
+                    return err(format!(
+                        "`{s}`: unknown transport `{t}` or not an IP address; expected udp:IP:PORT"
+                    ));
+                }
+                _ => s,
+            }
+        };
+        let addr: SocketAddr = match addr_text.parse() {
+            Ok(a) => a,
+            Err(_) => {
+                return err(format!(
+                    "`{s}` is not udp:IP:PORT (an IP literal, IPv6 in brackets like \
+                     udp:[::1]:5060; host names are not resolved)"
+                ))
+            }
+        };
+        if addr.port() == 0 {
+            return err(format!(
+                "`{s}`: port 0 is not allowed, every shard must bind the same port"
+            ));
+        }
+        Ok(ListenAddr::udp(addr))
+    }
 }
 
 /// The whole configuration.
@@ -42,4 +195,497 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Proxy and transaction settings, per shard.
     pub proxy: ProxyConfig,
+}
+
+impl Default for Config {
+    /// Listens on udp:127.0.0.1:5060 on all cores, no next hop, and the
+    /// defaults of [`ProxyConfig`].
+    fn default() -> Self {
+        Config {
+            log_level: "info".into(),
+            listen: vec![ListenAddr::udp(SocketAddr::from((
+                Ipv4Addr::LOCALHOST,
+                5060,
+            )))],
+            cores: Vec::new(),
+            recv_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            send_buffer_bytes: DEFAULT_SOCKET_BUFFER_BYTES,
+            next_hop: None,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            proxy: ProxyConfig::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. Each variant says where: the
+/// file and line, or the command-line flag.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {message}")]
+    Io {
+        /// The file, as given.
+        file: String,
+        /// The OS error.
+        message: String,
+    },
+    /// The TOML parser rejected the file: bad syntax, an unknown key or a
+    /// value of the wrong type.
+    #[error("{file}:{line}:{column}: {}{message}", field.as_ref().map(|f| format!("field `{f}`: ")).unwrap_or_default())]
+    Toml {
+        /// The file name.
+        file: String,
+        /// 1-based line of the offending text (1 if the parser gave no position).
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// Dotted path of the key, e.g. `sip.listen`, when known.
+        field: Option<String>,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value of the right type that is not acceptable.
+    #[error("{file}:{line}: field `{field}`: {message}")]
+    Invalid {
+        /// The file name.
+        file: String,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// Dotted path of the key, e.g. `transaction.t1_ms`.
+        field: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+    /// A command-line flag has an unacceptable value.
+    #[error("{flag}: {message}")]
+    Flag {
+        /// The flag, e.g. `--next-hop`.
+        flag: String,
+        /// What is wrong and what is expected.
+        message: String,
+    },
+}
+
+impl ConfigError {
+    /// The dotted path of the offending field, when known.
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            ConfigError::Toml { field, .. } => field.as_deref(),
+            ConfigError::Invalid { field, .. } => Some(field),
+            ConfigError::Io { .. } | ConfigError::Flag { .. } => None,
+        }
+    }
+
+    /// The 1-based line in the file, for errors about the file's contents.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            ConfigError::Toml { line, .. } | ConfigError::Invalid { line, .. } => Some(*line),
+            ConfigError::Io { .. } | ConfigError::Flag { .. } => None,
+        }
+    }
+}
+
+/// Command-line values that replace the file's (see [`Config::apply_overrides`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--listen`, repeated: if not empty, replaces `sip.listen` entirely.
+    pub listen: Vec<ListenAddr>,
+    /// `--next-hop URI`: replaces `sip.next_hop`.
+    pub next_hop: Option<String>,
+    /// `--cores N`: run on the first N cores, `0..N`; replaces `runtime.cores`.
+    pub cores: Option<usize>,
+}
+
+impl Config {
+    /// Parses and validates the text of an `edge.toml`; errors name the file
+    /// as `edge.toml`. Never panics, whatever the input.
+    pub fn from_toml_str(text: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_str_named(text, DEFAULT_FILE_NAME)
+    }
+
+    /// Like [`Config::from_toml_str`], with `file` as the name in errors.
+    pub fn from_toml_str_named(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| toml_error(text, file, &e))?;
+        Validator { text, file }.build(raw)
+    }
+
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Io {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
+        Config::from_toml_str_named(&text, &file)
+    }
+
+    /// Loads `path` if given (it must exist), else [`Config::default`]. A file
+    /// is never picked up from the working directory unasked.
+    pub fn load_or_default(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            Some(p) => Config::load(p),
+            None => Ok(Config::default()),
+        }
+    }
+
+    /// Applies command-line flags over the file: a non-empty `listen` replaces
+    /// the list, `next_hop` replaces the next hop (validated as in the file),
+    /// `cores = Some(n)` selects cores `0..n` (`n` must be at least 1).
+    pub fn apply_overrides(&mut self, overrides: Overrides) -> Result<(), ConfigError> {
+        let Overrides {
+            listen,
+            next_hop,
+            cores,
+        } = overrides;
+        if let Some(hop) = next_hop {
+            check_next_hop(&hop).map_err(|message| ConfigError::Flag {
+                flag: "--next-hop".into(),
+                message,
+            })?;
+            self.next_hop = Some(hop);
+        }
+        if let Some(n) = cores {
+            if n == 0 {
+                return Err(ConfigError::Flag {
+                    flag: "--cores".into(),
+                    message: "must be at least 1 (the first N cores are used)".into(),
+                });
+            }
+            self.cores = (0..n).collect();
+        }
+        if !listen.is_empty() {
+            if let Some(dup) = first_duplicate(&listen) {
+                return Err(ConfigError::Flag {
+                    flag: "--listen".into(),
+                    message: format!("`{dup}` is given twice"),
+                });
+            }
+            self.listen = listen;
+        }
+        Ok(())
+    }
+
+    /// The socket address of `next_hop`: its IP host (`localhost` is
+    /// 127.0.0.1) and port, 5060 if the URI has none. `None` if there is no
+    /// next hop or it is not a valid `sip:` URI with an IP host.
+    pub fn next_hop_addr(&self) -> Option<SocketAddr> {
+        self.next_hop
+            .as_deref()
+            .and_then(|h| next_hop_socket_addr(h).ok())
+    }
+}
+
+/// Checks a next-hop URI the way the file and `--next-hop` are checked.
+fn check_next_hop(uri: &str) -> Result<(), String> {
+    next_hop_socket_addr(uri).map(|_| ())
+}
+
+fn next_hop_socket_addr(text: &str) -> Result<SocketAddr, String> {
+    let uri = Uri::parse(text.as_bytes()).map_err(|e| format!("`{text}` is not a SIP URI: {e}"))?;
+    if uri.scheme() != Scheme::Sip {
+        return Err(format!("`{text}`: only sip: URIs are supported"));
+    }
+    let ip = match uri.host() {
+        Some(Host::Ipv4(a)) => IpAddr::V4(a),
+        Some(Host::Ipv6(a)) => IpAddr::V6(a),
+        Some(Host::Name(n)) if n.eq_ignore_ascii_case(b"localhost") => {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        }
+        _ => {
+            return Err(format!(
+                "`{text}`: the host must be an IP address or localhost (names are not resolved yet)"
+            ))
+        }
+    };
+    if let Some(t) = uri.transport() {
+        if !t.eq_ignore_ascii_case(b"udp") {
+            return Err(format!("`{text}`: only transport=udp is supported"));
+        }
+    }
+    let port = uri.port().unwrap_or(DEFAULT_SIP_PORT);
+    if port == 0 {
+        return Err(format!("`{text}`: port 0 is not allowed"));
+    }
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn first_duplicate<T: PartialEq>(items: &[T]) -> Option<&T> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(i, a)| items[..*i].contains(a))
+        .map(|(_, a)| a)
+}
+
+/// The file as serde reads it: every value optional and with its span.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    log_level: Option<Spanned<String>>,
+    sip: Option<RawSip>,
+    runtime: Option<RawRuntime>,
+    transaction: Option<RawTransaction>,
+    overload: Option<RawOverload>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Option<Spanned<Vec<Spanned<String>>>>,
+    next_hop: Option<Spanned<String>>,
+    record_route: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRuntime {
+    cores: Option<Spanned<Vec<Spanned<usize>>>>,
+    recv_buffer_bytes: Option<Spanned<usize>>,
+    send_buffer_bytes: Option<Spanned<usize>>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTransaction {
+    t1_ms: Option<Spanned<u64>>,
+    t2_ms: Option<Spanned<u64>>,
+    t4_ms: Option<Spanned<u64>>,
+    timer_c_ms: Option<Spanned<u64>>,
+    max_transactions_per_shard: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverload {
+    retry_after_s: Option<u32>,
+}
+
+/// Builds a [`Config`] from the raw structs, checking each value.
+struct Validator<'a> {
+    text: &'a str,
+    file: &'a str,
+}
+
+impl Validator<'_> {
+    fn invalid(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.to_owned(),
+            line: line_col(self.text, span.start).0,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The value of a nonzero integer field, or its default.
+    fn nonzero<T: Copy + PartialEq + Default>(
+        &self,
+        value: Option<Spanned<T>>,
+        field: &str,
+        default: T,
+        unit: &str,
+    ) -> Result<T, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) if *v.get_ref() == T::default() => {
+                Err(self.invalid(v.span(), field, format!("must be greater than 0 ({unit})")))
+            }
+            Some(v) => Ok(v.into_inner()),
+        }
+    }
+
+    fn build(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let mut config = Config::default();
+        if let Some(level) = raw.log_level {
+            if let Err(e) = tracing_subscriber::EnvFilter::try_new(level.get_ref()) {
+                return Err(self.invalid(
+                    level.span(),
+                    "log_level",
+                    format!("not a tracing filter ({e}); e.g. \"info\" or \"edge=debug,info\""),
+                ));
+            }
+            config.log_level = level.into_inner();
+        }
+        if let Some(sip) = raw.sip {
+            self.sip(sip, &mut config)?;
+        }
+        if let Some(rt) = raw.runtime {
+            self.runtime(rt, &mut config)?;
+        }
+        if let Some(tr) = raw.transaction {
+            self.transaction(tr, &mut config.proxy)?;
+        }
+        if let Some(ov) = raw.overload {
+            if let Some(r) = ov.retry_after_s {
+                config.proxy.retry_after_s = r;
+            }
+        }
+        Ok(config)
+    }
+
+    fn sip(&self, sip: RawSip, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(list) = sip.listen {
+            let span = list.span();
+            let mut listen = Vec::new();
+            for item in list.into_inner() {
+                let addr: ListenAddr = item
+                    .get_ref()
+                    .parse()
+                    .map_err(|e: ListenAddrError| self.invalid(item.span(), "sip.listen", e.0))?;
+                if listen.contains(&addr) {
+                    return Err(self.invalid(
+                        item.span(),
+                        "sip.listen",
+                        format!("`{addr}` is listed twice"),
+                    ));
+                }
+                listen.push(addr);
+            }
+            if listen.is_empty() {
+                return Err(self.invalid(
+                    span,
+                    "sip.listen",
+                    "needs at least one address, e.g. [\"udp:0.0.0.0:5060\"]",
+                ));
+            }
+            config.listen = listen;
+        }
+        if let Some(hop) = sip.next_hop {
+            check_next_hop(hop.get_ref())
+                .map_err(|m| self.invalid(hop.span(), "sip.next_hop", m))?;
+            config.next_hop = Some(hop.into_inner());
+        }
+        if let Some(rr) = sip.record_route {
+            config.proxy.record_route = rr;
+        }
+        Ok(())
+    }
+
+    fn runtime(&self, rt: RawRuntime, config: &mut Config) -> Result<(), ConfigError> {
+        if let Some(list) = rt.cores {
+            let mut cores = Vec::new();
+            for core in list.into_inner() {
+                if cores.contains(core.get_ref()) {
+                    return Err(self.invalid(
+                        core.span(),
+                        "runtime.cores",
+                        format!("core {} is listed twice", core.get_ref()),
+                    ));
+                }
+                cores.push(core.into_inner());
+            }
+            config.cores = cores;
+        }
+        config.recv_buffer_bytes = self.nonzero(
+            rt.recv_buffer_bytes,
+            "runtime.recv_buffer_bytes",
+            config.recv_buffer_bytes,
+            "bytes",
+        )?;
+        config.send_buffer_bytes = self.nonzero(
+            rt.send_buffer_bytes,
+            "runtime.send_buffer_bytes",
+            config.send_buffer_bytes,
+            "bytes",
+        )?;
+        if let Some(g) = rt.shutdown_grace_ms {
+            config.shutdown_grace_ms = g;
+        }
+        Ok(())
+    }
+
+    fn transaction(&self, tr: RawTransaction, proxy: &mut ProxyConfig) -> Result<(), ConfigError> {
+        let t2_span = tr.t2_ms.as_ref().map(Spanned::span);
+        let t1_span = tr.t1_ms.as_ref().map(Spanned::span);
+        proxy.t1_ms = self.nonzero(tr.t1_ms, "transaction.t1_ms", proxy.t1_ms, "milliseconds")?;
+        proxy.t2_ms = self.nonzero(tr.t2_ms, "transaction.t2_ms", proxy.t2_ms, "milliseconds")?;
+        proxy.t4_ms = self.nonzero(tr.t4_ms, "transaction.t4_ms", proxy.t4_ms, "milliseconds")?;
+        proxy.timer_c_ms = self.nonzero(
+            tr.timer_c_ms,
+            "transaction.timer_c_ms",
+            proxy.timer_c_ms,
+            "milliseconds",
+        )?;
+        proxy.max_transactions = self.nonzero(
+            tr.max_transactions_per_shard,
+            "transaction.max_transactions_per_shard",
+            proxy.max_transactions,
+            "transactions",
+        )?;
+        if proxy.t2_ms < proxy.t1_ms {
+            let message = format!(
+                "t2_ms ({}) must not be less than t1_ms ({})",
+                proxy.t2_ms, proxy.t1_ms
+            );
+            // Blame the value the file set; t2 if both or only t2 were set.
+            return Err(match (t2_span, t1_span) {
+                (Some(s), _) => self.invalid(s, "transaction.t2_ms", message),
+                (None, Some(s)) => self.invalid(s, "transaction.t1_ms", message),
+                (None, None) => self.invalid(0..0, "transaction.t2_ms", message),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line = before.bytes().filter(|&b| b == b'\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    (line, column)
+}
+
+/// Turns toml's error into [`ConfigError::Toml`] with line, column and, when
+/// the parser knows it, the dotted key.
+fn toml_error(text: &str, file: &str, e: &toml::de::Error) -> ConfigError {
+    let (line, column) = e.span().map_or((1, 1), |s| line_col(text, s.start));
+    let message = e.message().trim_end().to_owned();
+    ConfigError::Toml {
+        file: file.to_owned(),
+        line,
+        column,
+        field: toml_error_field(e, &message),
+        message,
+    }
+}
+
+/// The dotted path toml's error is about: the keys it went through (which it
+/// shows, without the source text, as a final "in `a.b`" line) plus the key
+/// named by an "unknown field" message.
+fn toml_error_field(e: &toml::de::Error, message: &str) -> Option<String> {
+    let mut bare = e.clone();
+    bare.set_input(None);
+    let rendered = bare.to_string();
+    let mut path: Vec<String> = rendered
+        .lines()
+        .last()
+        .and_then(|l| l.strip_prefix("in `"))
+        .and_then(|l| l.strip_suffix('`'))
+        .map(|keys| keys.split('.').map(str::to_owned).collect())
+        .unwrap_or_default();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        if let Some((name, _)) = rest.split_once('`') {
+            path.push(name.to_owned());
+        }
+    }
+    (!path.is_empty()).then(|| path.join("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_col_counts_from_one() {
+        assert_eq!(line_col("a\nbc", 0), (1, 1));
+        assert_eq!(line_col("a\nbc", 3), (2, 2));
+        assert_eq!(line_col("a\né", 4), (2, 2));
+        assert_eq!(line_col("", 10), (1, 1));
+    }
 }

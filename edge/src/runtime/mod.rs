@@ -1,8 +1,22 @@
 //! The runtime shell: one pinned glommio executor per data-plane core, each with
 //! its own SO_REUSEPORT sockets, moving datagrams and time in and out of the
-//! sans-IO proxy core it owns.
+//! sans-IO proxy core it owns. Nothing here decides anything about SIP.
+
+mod preflight;
+mod shard;
+mod socket;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::config::Config;
+use crate::proxy::Router;
+use crate::sip::Message;
 
 /// Why the runtime could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -10,10 +24,75 @@ pub enum RuntimeError {
     /// Something the operator must fix; the message names the fix.
     #[error("{0}")]
     Setup(String),
+    /// A shard thread failed.
+    #[error("shard {shard} failed: {reason}")]
+    Shard {
+        /// The shard's index.
+        shard: usize,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
-/// Runs the proxy until SIGTERM or SIGINT, then drains and returns.
+/// The router of this stage: every initial request to the configured next hop,
+/// or 503 when there is none. The dispatcher replaces it.
+#[derive(Clone, Copy, Debug)]
+pub struct StaticRoute(pub Option<SocketAddr>);
+
+impl Router for StaticRoute {
+    fn route(&mut self, _now: Instant, _request: &Message) -> Option<SocketAddr> {
+        self.0
+    }
+}
+
+/// Runs the proxy until SIGTERM or SIGINT, then lets live transactions finish
+/// (at most `shutdown_grace_ms`) and returns.
 pub fn run(config: Config) -> Result<(), RuntimeError> {
-    let _ = config;
-    Err(RuntimeError::Setup("runtime not built yet".into()))
+    let cores = preflight::cores(&config.cores)?;
+    preflight::io_uring_available()?;
+    preflight::memlock(cores.len())?;
+    let router = StaticRoute(config.next_hop_addr());
+    let sockets = socket::bind_all(&config, cores.len())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, stop.clone())
+            .map_err(|e| RuntimeError::Setup(format!("cannot install signal handler: {e}")))?;
+    }
+    let mesh = MeshBuilder::full(cores.len(), shard::HANDOFF_QUEUE_BATCHES);
+    tracing::info!(shards = cores.len(), ?cores, next_hop = ?router.0, "starting");
+    let mut handles = Vec::with_capacity(cores.len());
+    for (index, (core, sockets)) in cores.iter().zip(sockets).enumerate() {
+        let setup = shard::ShardSetup {
+            index,
+            sockets,
+            proxy: config.proxy.clone(),
+            router,
+            stop: stop.clone(),
+            grace: Duration::from_millis(config.shutdown_grace_ms),
+            mesh: mesh.clone(),
+        };
+        let handle = LocalExecutorBuilder::new(Placement::Fixed(*core))
+            .name(&format!("shard-{index}"))
+            .io_memory(preflight::IO_MEMORY_BYTES)
+            .spawn(move || shard::run(setup))
+            .map_err(|e| RuntimeError::Setup(format!("cannot start shard on core {core}: {e}")))?;
+        handles.push(handle);
+    }
+    join(handles)
+}
+
+fn join(handles: Vec<glommio::ExecutorJoinHandle<shard::ShellCounters>>) -> Result<(), RuntimeError> {
+    let mut result = Ok(());
+    for (shard, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok(counters) => tracing::info!(shard, ?counters, "shard exited"),
+            Err(e) => {
+                result = Err(RuntimeError::Shard {
+                    shard,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+    result
 }

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod call_id;
 mod editor;
 mod error;
 mod header;
@@ -24,6 +25,7 @@ mod uri;
 mod via;
 
 pub use auth::AuthParams;
+pub use call_id::{owner_shard, peek_call_id};
 pub use editor::{EditError, Editor};
 pub use error::ParseError;
 pub use header::{Header, HeaderKind};
