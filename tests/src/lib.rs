@@ -1,5 +1,12 @@
 //! Helpers for end-to-end tests: find (or build) the project's binaries so a test
-//! runs them as an operator would.
+//! runs them as an operator would, and start real peers on loopback — SIPp
+//! ([`sipp`]) and Kamailio ([`kamailio`]) — on free ports ([`ports`]), owning
+//! their processes ([`process`]).
+
+pub mod kamailio;
+pub mod ports;
+pub mod process;
+pub mod sipp;
 
 use std::path::PathBuf;
 use std::process::Command;
