@@ -8,6 +8,7 @@ pub mod config;
 pub mod proxy;
 pub mod runtime;
 pub mod sip;
+pub mod transaction;
 
 /// The README's examples run as doc tests, so the front page stays true.
 #[doc = include_str!("../../README.md")]

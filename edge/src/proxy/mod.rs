@@ -5,13 +5,30 @@
 //! The loop a shell runs, after every input:
 //! `while let Some(t) = core.poll_transmit() { send(t) }`, then sleep until
 //! `core.poll_timeout()` or the next datagram, and call `handle_timeout(now)`.
+//!
+//! Each forwarded request pairs a server transaction (upstream) with one
+//! client transaction (downstream), linked both ways; see
+//! [`crate::transaction`]. Not covered: forking (one branch a request), DNS
+//! (only literal IP hosts in Route and Request-URI; anything else goes to the
+//! [`Router`]), strict next hops (16.6 step 7) and reliable transports.
 
+#![warn(missing_docs)]
+
+mod request;
+mod response;
+mod route;
+
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::sip::Message;
+use crate::sip::{Message, ParseError, ParseLimits};
+use crate::transaction::{
+    InviteClient, InviteServer, NonInviteClient, NonInviteServer, TimerConfig, TransactionEvent,
+    TransactionTable, TxnId,
+};
 
 /// What the proxy needs to know about the transport it runs on and its timers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +48,17 @@ pub struct ProxyConfig {
     pub retry_after_s: u32,
     /// Add Record-Route (with `lr`) to initial INVITE and SUBSCRIBE.
     pub record_route: bool,
+    /// Other addresses that are this proxy (besides the `local` address a
+    /// datagram arrived on): a Route or Request-URI naming one is "us".
+    pub aliases: Vec<SocketAddr>,
+    /// Host names that are this proxy (on any of its ports).
+    pub domains: Vec<String>,
+    /// Keys the branch and To-tag hashes; the shell should set a random value
+    /// per process so peers cannot predict branches.
+    pub branch_secret: u64,
+    /// Most datagrams queued for [`ProxyCore::poll_transmit`]; more are
+    /// dropped and counted.
+    pub max_queued_transmits: usize,
 }
 
 impl Default for ProxyConfig {
@@ -43,6 +71,22 @@ impl Default for ProxyConfig {
             max_transactions: 100_000,
             retry_after_s: 5,
             record_route: true,
+            aliases: Vec::new(),
+            domains: Vec::new(),
+            branch_secret: 0x005e_ed0f_ed9e,
+            max_queued_transmits: 65_536,
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// The transaction timers of this configuration.
+    pub fn timers(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(self.t1_ms),
+            t2: Duration::from_millis(self.t2_ms),
+            t4: Duration::from_millis(self.t4_ms),
+            timer_c: Duration::from_millis(self.timer_c_ms),
         }
     }
 }
@@ -85,7 +129,7 @@ pub struct ProxyStats {
     /// Datagrams that did not parse (answered 400 when a request's Via could
     /// be read, dropped otherwise).
     pub parse_errors: u64,
-    /// Retransmitted requests absorbed by a server transaction.
+    /// Retransmitted requests and responses absorbed by a transaction.
     pub retransmissions_absorbed: u64,
     /// Requests forwarded.
     pub requests_forwarded: u64,
@@ -95,14 +139,103 @@ pub struct ProxyStats {
     pub rejected_overload: u64,
     /// Branches ended by Timer B, C or F (answered 408 upstream).
     pub timeouts: u64,
+    /// Responses this proxy wrote itself (100, 4xx, 5xx, 200 to CANCEL and
+    /// OPTIONS), first transmissions only.
+    pub responses_generated: u64,
+    /// Responses with no matching client transaction forwarded by their
+    /// second Via (includes 2xx retransmissions).
+    pub stray_responses: u64,
+    /// Responses dropped: top Via not ours, no second Via, or no address.
+    pub responses_dropped: u64,
+    /// Requests answered 482 (16.3 step 4).
+    pub loops_detected: u64,
+    /// Requests answered 483 (Max-Forwards 0).
+    pub too_many_hops: u64,
+    /// ACKs of non-2xx finals absorbed by a server transaction.
+    pub acks_absorbed: u64,
+    /// CANCELs that matched a transaction.
+    pub cancels: u64,
+    /// Initial requests the router refused (answered 503).
+    pub no_route: u64,
+    /// Datagrams dropped because the transmit queue was full.
+    pub transmits_dropped: u64,
 }
+
+/// A transaction's state machine.
+#[derive(Debug)]
+enum Machine {
+    InviteServer(InviteServer),
+    NonInviteServer(NonInviteServer),
+    InviteClient(InviteClient),
+    NonInviteClient(NonInviteClient),
+}
+
+impl Machine {
+    fn poll_transmit(&mut self) -> Option<Bytes> {
+        match self {
+            Machine::InviteServer(m) => m.poll_transmit(),
+            Machine::NonInviteServer(m) => m.poll_transmit(),
+            Machine::InviteClient(m) => m.poll_transmit(),
+            Machine::NonInviteClient(m) => m.poll_transmit(),
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Machine::InviteServer(m) => m.poll_timeout(),
+            Machine::NonInviteServer(m) => m.poll_timeout(),
+            Machine::InviteClient(m) => m.poll_timeout(),
+            Machine::NonInviteClient(m) => m.poll_timeout(),
+        }
+    }
+
+    fn is_terminated(&self) -> bool {
+        match self {
+            Machine::InviteServer(m) => m.is_terminated(),
+            Machine::NonInviteServer(m) => m.is_terminated(),
+            Machine::InviteClient(m) => m.is_terminated(),
+            Machine::NonInviteClient(m) => m.is_terminated(),
+        }
+    }
+
+    fn handle_timeout(&mut self, now: Instant, timers: &TimerConfig) -> Option<TransactionEvent> {
+        match self {
+            Machine::InviteServer(m) => m.handle_timeout(now, timers),
+            Machine::NonInviteServer(m) => m.handle_timeout(now),
+            Machine::InviteClient(m) => m.handle_timeout(now, timers),
+            Machine::NonInviteClient(m) => m.handle_timeout(now, timers),
+        }
+    }
+}
+
+/// One transaction of the proxy: its machine, the socket it uses, its peer
+/// (response address of a server transaction, next hop of a client one) and
+/// the transaction on the other side of the proxy.
+#[derive(Debug)]
+struct ProxyTxn {
+    machine: Machine,
+    local: SocketAddr,
+    peer: SocketAddr,
+    link: Option<TxnId>,
+    /// A CANCEL arrived before any provisional: send it when one does (9.1).
+    cancel_pending: bool,
+}
+
+/// Most timers fired by one [`ProxyCore::handle_timeout`] call.
+const MAX_TIMERS_PER_CALL: usize = 16_384;
+/// Most rounds a transaction's own due timers are run in one firing.
+const MAX_ROUNDS_PER_FIRING: usize = 8;
 
 /// The proxy of one shard: all transactions of the calls the shard owns.
 pub struct ProxyCore<R: Router = NextHop> {
     config: ProxyConfig,
+    timers: TimerConfig,
+    limits: ParseLimits,
     router: R,
     stats: ProxyStats,
-    out: std::collections::VecDeque<Transmit>,
+    out: VecDeque<Transmit>,
+    table: TransactionTable<ProxyTxn>,
+    fired: Vec<TxnId>,
     shutting_down: bool,
 }
 
@@ -110,23 +243,65 @@ impl<R: Router> ProxyCore<R> {
     /// A proxy with no transactions.
     pub fn new(config: ProxyConfig, router: R) -> Self {
         ProxyCore {
-            config,
+            timers: config.timers(),
+            limits: ParseLimits::datagram(),
             router,
             stats: ProxyStats::default(),
-            out: std::collections::VecDeque::new(),
+            out: VecDeque::with_capacity(config.max_queued_transmits.min(1024)),
+            table: TransactionTable::new(config.max_transactions),
+            fired: Vec::new(),
             shutting_down: false,
+            config,
         }
     }
 
     /// Handles one datagram that arrived from `src` on the socket bound at
     /// `local`. Never panics on peer input; malformed input is counted.
-    pub fn handle_datagram(&mut self, now: Instant, src: SocketAddr, local: SocketAddr, datagram: Bytes) {
-        let _ = (now, src, local, datagram, &mut self.router, &self.config);
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        src: SocketAddr,
+        local: SocketAddr,
+        datagram: Bytes,
+    ) {
+        self.table.start(now);
+        let message = match Message::parse_datagram(datagram, &self.limits) {
+            Ok(m) => m,
+            Err(ParseError::Empty) => return, // CRLF keep-alive
+            Err(_) => {
+                self.stats.parse_errors += 1;
+                return;
+            }
+        };
+        if message.is_request() {
+            self.stats.requests_in += 1;
+            self.on_request(now, src, local, &message);
+        } else {
+            self.stats.responses_in += 1;
+            self.on_response(now, local, &message);
+        }
     }
 
-    /// Fires every timer due at or before `now`.
+    /// Fires every timer due at or before `now`, as many as the transmit
+    /// queue has room for; when some are left, [`ProxyCore::poll_timeout`]
+    /// returns a time not after `now`, so the shell drains and calls again.
     pub fn handle_timeout(&mut self, now: Instant) {
-        let _ = now;
+        self.table.start(now);
+        // A timer sends at most two datagrams (a retransmission, or a 408 and
+        // its partner's end); round up so a tiny queue still makes progress.
+        let free = self
+            .config
+            .max_queued_transmits
+            .saturating_sub(self.out.len());
+        let room = free.div_ceil(2);
+        let mut fired = std::mem::take(&mut self.fired);
+        fired.clear();
+        self.table
+            .expire(now, &mut fired, room.min(MAX_TIMERS_PER_CALL));
+        for &id in &fired {
+            self.fire(now, id);
+        }
+        self.fired = fired;
     }
 
     /// The next datagram to send, if any.
@@ -136,17 +311,18 @@ impl<R: Router> ProxyCore<R> {
 
     /// The earliest deadline at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        None
+        self.table.next_deadline()
     }
 
-    /// From now on new INVITEs get 503; live transactions run to their end.
+    /// From now on new INVITEs (and other initial requests) get 503; live
+    /// transactions and in-dialog requests run to their end.
     pub fn begin_shutdown(&mut self) {
         self.shutting_down = true;
     }
 
     /// Live transactions (server and client).
     pub fn transaction_count(&self) -> usize {
-        0
+        self.table.len()
     }
 
     /// The shard's counters.
@@ -162,5 +338,87 @@ impl<R: Router> ProxyCore<R> {
     /// How long after `begin_shutdown` a shell should wait at most.
     pub fn shutdown_bound(&self) -> Duration {
         Duration::from_millis(self.config.t1_ms * 64)
+    }
+
+    /// Timer-wheel entries visited so far (fired or moved down a level): the
+    /// work `handle_timeout` did, independent of how many timers are armed.
+    pub fn timer_visits(&self) -> u64 {
+        self.table.timer_visits()
+    }
+
+    /// Runs the due timers of transaction `id` and acts on what they report.
+    fn fire(&mut self, now: Instant, id: TxnId) {
+        let mut event = None;
+        for _ in 0..MAX_ROUNDS_PER_FIRING {
+            let Some(t) = self.table.get_mut(id) else {
+                return;
+            };
+            if t.machine.poll_timeout().is_none_or(|at| at > now) {
+                break;
+            }
+            event = t.machine.handle_timeout(now, &self.timers);
+            if event.is_some() {
+                break;
+            }
+        }
+        match event {
+            Some(TransactionEvent::Timeout) => self.on_txn_timeout(now, id),
+            Some(TransactionEvent::TimerC { provisional }) => self.on_timer_c(now, id, provisional),
+            None => {}
+        }
+        self.settle(id);
+    }
+
+    /// Sends what transaction `id` queued, then removes it if it ended (and
+    /// unlinks its partner) or re-arms its timer.
+    fn settle(&mut self, id: TxnId) {
+        let Some(t) = self.table.get_mut(id) else {
+            return;
+        };
+        let (local, peer, link) = (t.local, t.peer, t.link);
+        let payload = t.machine.poll_transmit();
+        let done = t.machine.is_terminated();
+        let deadline = t.machine.poll_timeout();
+        if let Some(payload) = payload {
+            self.push(local, peer, payload);
+        }
+        if !done {
+            self.table.arm(id, deadline);
+            return;
+        }
+        self.table.remove(id);
+        if let Some(other) = link.and_then(|l| self.table.get_mut(l)) {
+            other.link = None;
+        }
+    }
+
+    /// Queues a datagram, or drops and counts it when the queue is full.
+    fn push(&mut self, local: SocketAddr, dst: SocketAddr, payload: Bytes) {
+        if self.out.len() >= self.config.max_queued_transmits {
+            self.stats.transmits_dropped += 1;
+            return;
+        }
+        self.out.push_back(Transmit {
+            local,
+            dst,
+            payload,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_transaction_is_small() {
+        // The table entry (machine, addresses, link, key, timer) without the
+        // message bytes it shares with the received datagram.
+        let entry = std::mem::size_of::<ProxyTxn>()
+            + 2 * std::mem::size_of::<crate::transaction::TxnKey>()
+            + std::mem::size_of::<TxnId>()
+            + 64;
+        println!("idle transaction entry: {entry} bytes");
+        assert!(entry < 1024, "{entry} bytes");
     }
 }

@@ -58,6 +58,8 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| RuntimeError::Setup(format!("cannot install signal handler: {e}")))?;
     }
+    let mut proxy = config.proxy.clone();
+    proxy.branch_secret = random_u64();
     let mesh = MeshBuilder::full(cores.len(), shard::HANDOFF_QUEUE_BATCHES);
     tracing::info!(shards = cores.len(), ?cores, next_hop = ?router.0, "starting");
     let mut handles = Vec::with_capacity(cores.len());
@@ -65,7 +67,7 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         let setup = shard::ShardSetup {
             index,
             sockets,
-            proxy: config.proxy.clone(),
+            proxy: proxy.clone(),
             router,
             stop: stop.clone(),
             grace: Duration::from_millis(config.shutdown_grace_ms),
@@ -79,6 +81,18 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         handles.push(handle);
     }
     join(handles)
+}
+
+/// A per-process secret from the standard library's randomly keyed hasher.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 fn join(handles: Vec<glommio::ExecutorJoinHandle<shard::ShellCounters>>) -> Result<(), RuntimeError> {

@@ -40,6 +40,8 @@ pub(super) const HANDOFF_QUEUE_BATCHES: usize = 1024;
 const TICK: Duration = Duration::from_millis(10);
 /// Largest datagram read.
 const RECV_BUFFER_BYTES: usize = 65_535;
+/// Rounds of timer firing per tick; the rest waits for the next tick.
+const MAX_TIMER_ROUNDS: usize = 16;
 /// Transmits taken from the core at a time before sending.
 const SEND_BATCH: usize = 64;
 
@@ -132,8 +134,7 @@ async fn tick_until_drained(shard: &Rc<Shard>, stop: &AtomicBool, grace: Duratio
         // Bounds how long a handoff waits when the receive loop never runs dry.
         shard.flush_all();
         let now = Instant::now();
-        shard.core.borrow_mut().handle_timeout(now);
-        shard.send_pending().await;
+        fire_due_timers(shard, now).await;
         if deadline.is_none() && stop.load(Ordering::Relaxed) {
             shard.core.borrow_mut().begin_shutdown();
             tracing::info!(shard = shard.index, "stopping: new calls get 503");
@@ -145,6 +146,19 @@ async fn tick_until_drained(shard: &Rc<Shard>, stop: &AtomicBool, grace: Duratio
                 tracing::info!(shard = shard.index, live, "stopped");
                 return;
             }
+        }
+    }
+}
+
+/// Fires what is due, sending as it goes: the core fires only as many timers as
+/// its transmit queue has room for, so it may need several rounds.
+async fn fire_due_timers(shard: &Rc<Shard>, now: Instant) {
+    for _ in 0..MAX_TIMER_ROUNDS {
+        shard.core.borrow_mut().handle_timeout(now);
+        shard.send_pending().await;
+        let due = shard.core.borrow().poll_timeout().is_some_and(|t| t <= now);
+        if !due {
+            return;
         }
     }
 }

@@ -1,0 +1,256 @@
+//! The bounded table of a shard's live transactions: a slab of entries, a hash
+//! index by [`TxnKey`] and one timer-wheel entry a transaction.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::key::TxnKey;
+use super::wheel::{TimerId, TimerWheel};
+
+/// A transaction's handle: slab index and generation, so a handle to a removed
+/// transaction finds nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TxnId {
+    index: u32,
+    gen: u32,
+}
+
+/// Why a transaction was not added.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TableError {
+    /// The table holds its capacity already.
+    #[error("transaction table full")]
+    Full,
+    /// A transaction with this key exists.
+    #[error("duplicate transaction key")]
+    Duplicate,
+}
+
+struct Entry<V> {
+    key: TxnKey,
+    value: V,
+    timer: Option<(TimerId, Instant)>,
+}
+
+struct Slot<V> {
+    gen: u32,
+    entry: Option<Entry<V>>,
+}
+
+/// Live transactions of type `V`, at most `capacity` of them.
+pub struct TransactionTable<V> {
+    slots: Vec<Slot<V>>,
+    free: Vec<u32>,
+    index: HashMap<TxnKey, TxnId>,
+    wheel: TimerWheel<TxnId>,
+    capacity: usize,
+}
+
+impl<V> TransactionTable<V> {
+    /// An empty table for at most `capacity` transactions.
+    pub fn new(capacity: usize) -> Self {
+        TransactionTable {
+            slots: Vec::with_capacity(capacity.min(4096)),
+            free: Vec::new(),
+            index: HashMap::with_capacity(capacity.min(4096)),
+            wheel: TimerWheel::new(capacity),
+            capacity,
+        }
+    }
+
+    /// Sets the timer origin on first use.
+    pub fn start(&mut self, now: Instant) {
+        self.wheel.start(now);
+    }
+
+    /// Live transactions.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Is the table empty?
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The most transactions the table holds.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Room for `n` more transactions?
+    pub fn has_room(&self, n: usize) -> bool {
+        self.len() + n <= self.capacity
+    }
+
+    /// Timer entries the wheel visited so far (fired or cascaded).
+    pub fn timer_visits(&self) -> u64 {
+        self.wheel.visited()
+    }
+
+    /// Adds a transaction under `key`.
+    pub fn insert(&mut self, key: TxnKey, value: V) -> Result<TxnId, TableError> {
+        if !self.has_room(1) {
+            return Err(TableError::Full);
+        }
+        if self.index.contains_key(&key) {
+            return Err(TableError::Duplicate);
+        }
+        let index = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.slots.push(Slot {
+                    gen: 0,
+                    entry: None,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let slot = &mut self.slots[index as usize];
+        debug_assert!(slot.entry.is_none());
+        let id = TxnId {
+            index,
+            gen: slot.gen,
+        };
+        self.index.insert(key.clone(), id);
+        slot.entry = Some(Entry {
+            key,
+            value,
+            timer: None,
+        });
+        Ok(id)
+    }
+
+    /// The transaction matching `key`.
+    pub fn find(&self, key: &TxnKey) -> Option<TxnId> {
+        self.index.get(key).copied()
+    }
+
+    /// The transaction `id`, if live.
+    pub fn get(&self, id: TxnId) -> Option<&V> {
+        self.entry(id).map(|e| &e.value)
+    }
+
+    /// The transaction `id`, if live.
+    pub fn get_mut(&mut self, id: TxnId) -> Option<&mut V> {
+        self.entry_mut(id).map(|e| &mut e.value)
+    }
+
+    /// The key of transaction `id`.
+    pub fn key(&self, id: TxnId) -> Option<&TxnKey> {
+        self.entry(id).map(|e| &e.key)
+    }
+
+    /// Removes transaction `id` and its timer.
+    pub fn remove(&mut self, id: TxnId) -> Option<V> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.gen != id.gen {
+            return None;
+        }
+        let entry = slot.entry.take()?;
+        slot.gen = slot.gen.wrapping_add(1);
+        self.free.push(id.index);
+        self.index.remove(&entry.key);
+        if let Some((timer, _)) = entry.timer {
+            self.wheel.cancel(timer);
+        }
+        Some(entry.value)
+    }
+
+    /// Arms the transaction's one timer at `deadline` (or disarms it).
+    pub fn arm(&mut self, id: TxnId, deadline: Option<Instant>) {
+        let Some(current) = self.entry(id).map(|e| e.timer) else {
+            return;
+        };
+        if current.map(|(_, at)| at) == deadline {
+            return;
+        }
+        if let Some((timer, _)) = current {
+            self.wheel.cancel(timer);
+        }
+        // The wheel holds one timer a transaction, so it has room for this one.
+        let timer = deadline.and_then(|at| self.wheel.insert(at, id).ok().map(|t| (t, at)));
+        debug_assert_eq!(timer.is_some(), deadline.is_some());
+        if let Some(e) = self.entry_mut(id) {
+            e.timer = timer;
+        }
+    }
+
+    /// Appends to `out` the transactions whose timer is due at `now`, at most
+    /// `max` of them; their timers are disarmed.
+    pub fn expire(&mut self, now: Instant, out: &mut Vec<TxnId>, max: usize) {
+        let before = out.len();
+        self.wheel.advance(now, out, max);
+        for &id in &out[before..] {
+            if let Some(slot) = self.slots.get_mut(id.index as usize) {
+                if let Some(e) = slot.entry.as_mut().filter(|_| slot.gen == id.gen) {
+                    e.timer = None;
+                }
+            }
+        }
+    }
+
+    /// When [`TransactionTable::expire`] must next be called.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.wheel.next_deadline()
+    }
+
+    fn entry(&self, id: TxnId) -> Option<&Entry<V>> {
+        let slot = self.slots.get(id.index as usize)?;
+        slot.entry.as_ref().filter(|_| slot.gen == id.gen)
+    }
+
+    fn entry_mut(&mut self, id: TxnId) -> Option<&mut Entry<V>> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        let gen = slot.gen;
+        slot.entry.as_mut().filter(|_| gen == id.gen)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transaction::ClientKey;
+    use bytes::Bytes;
+    use std::time::Duration;
+
+    fn key(n: u32) -> TxnKey {
+        TxnKey::Client(ClientKey::new(
+            Bytes::from(format!("z9hG4bK{n}")),
+            Bytes::from_static(b"INVITE"),
+        ))
+    }
+
+    #[test]
+    fn bounded_and_generation_checked() {
+        let mut t = TransactionTable::new(2);
+        let a = t.insert(key(1), 'a').unwrap();
+        assert_eq!(t.insert(key(1), 'x'), Err(TableError::Duplicate));
+        t.insert(key(2), 'b').unwrap();
+        assert_eq!(t.insert(key(3), 'c'), Err(TableError::Full));
+        assert_eq!(t.remove(a), Some('a'));
+        assert_eq!(t.find(&key(1)), None);
+        let c = t.insert(key(3), 'c').unwrap();
+        assert_eq!(t.get(a), None, "stale handle");
+        assert_eq!(t.get(c), Some(&'c'));
+    }
+
+    #[test]
+    fn one_timer_per_transaction() {
+        let t0 = Instant::now();
+        let mut t = TransactionTable::new(4);
+        t.start(t0);
+        let a = t.insert(key(1), ()).unwrap();
+        t.arm(a, Some(t0 + Duration::from_millis(500)));
+        t.arm(a, Some(t0 + Duration::from_millis(100)));
+        let mut out = Vec::new();
+        t.expire(t0 + Duration::from_millis(600), &mut out, 10);
+        assert_eq!(out, [a], "the re-armed timer fires once");
+        let b = t.insert(key(2), ()).unwrap();
+        t.arm(b, Some(t0 + Duration::from_secs(1)));
+        t.remove(b);
+        out.clear();
+        t.expire(t0 + Duration::from_secs(2), &mut out, 10);
+        assert!(out.is_empty(), "a removed transaction's timer is gone");
+    }
+}
