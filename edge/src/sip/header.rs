@@ -35,15 +35,6 @@ macro_rules! header_kinds {
                     _ => None,
                 }
             }
-
-            fn from_long_name(name: &[u8]) -> HeaderKind {
-                $(
-                    if name.len() == $name.len() && name.eq_ignore_ascii_case($name.as_bytes()) {
-                        return HeaderKind::$kind;
-                    }
-                )*
-                HeaderKind::Other
-            }
         }
     };
 }
@@ -126,12 +117,36 @@ impl HeaderKind {
         Self::from_long_name(name)
     }
 
+    /// The kind whose long name is `name`: a hash of the length and the first and
+    /// last letters picks a bucket of one or two names to compare.
+    fn from_long_name(name: &[u8]) -> HeaderKind {
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return HeaderKind::Other;
+        }
+        let mut padded = [0u8; MAX_NAME_LEN];
+        padded[..name.len()].copy_from_slice(name);
+        let words = [word(&padded, 0), word(&padded, 8), word(&padded, 16)];
+        for &slot in &NAME_BUCKETS[name_hash(name)] {
+            if slot == 0 {
+                break;
+            }
+            let index = usize::from(slot - 1);
+            let lower = &LOWER_NAMES[index];
+            // Eight bytes a compare: the mask lowers the letters only, so other
+            // bytes must match exactly.
+            let equal = (0..3).all(|k| words[k] | lower.mask[k] == lower.words[k]);
+            if name.len() == lower.len && equal {
+                return HeaderKind::ALL[index];
+            }
+        }
+        HeaderKind::Other
+    }
+
     fn from_compact(c: u8) -> HeaderKind {
-        Self::ALL
-            .iter()
-            .copied()
-            .find(|k| k.compact() == Some(c))
-            .unwrap_or(HeaderKind::Other)
+        match COMPACT[usize::from(c)] {
+            0 => HeaderKind::Other,
+            slot => HeaderKind::ALL[usize::from(slot - 1)],
+        }
     }
 
     /// Headers that RFC 3261 allows once a message; a second one is an error.
@@ -152,6 +167,94 @@ impl HeaderKind {
         self != HeaderKind::Other && HeaderKind::from_name(name) == self
     }
 }
+
+/// Bucket of a non-empty header name; the same for names equal but for ASCII case.
+const fn name_hash(name: &[u8]) -> usize {
+    let n = name.len();
+    (n + (name[0] | 0x20) as usize + 5 * (name[n - 1] | 0x20) as usize) % NAME_BUCKET_COUNT
+}
+
+const NAME_BUCKET_COUNT: usize = 64;
+
+/// Long names by [`name_hash`]: each bucket holds `index in ALL + 1` of up to four
+/// kinds, then zeros. Built at compile time (a fifth name in a bucket fails the build).
+static NAME_BUCKETS: [[u8; 4]; NAME_BUCKET_COUNT] = {
+    let mut buckets = [[0u8; 4]; NAME_BUCKET_COUNT];
+    let mut k = 0;
+    while k < HeaderKind::COUNT - 1 {
+        let bucket = name_hash(HeaderKind::ALL[k].name().as_bytes());
+        let mut slot = 0;
+        while buckets[bucket][slot] != 0 {
+            slot += 1;
+        }
+        buckets[bucket][slot] = k as u8 + 1;
+        k += 1;
+    }
+    buckets
+};
+
+/// A long name in lower case as little-endian words, zero-padded, with the mask
+/// that lowers a received name at the letters of this one (`0x20` at letters).
+struct LowerName {
+    words: [u64; 3],
+    mask: [u64; 3],
+    len: usize,
+}
+
+/// Longest long name (a longer one fails the build).
+const MAX_NAME_LEN: usize = 24;
+
+/// Bytes `i..i + 8` of `b` as a little-endian word.
+#[inline]
+fn word(b: &[u8; MAX_NAME_LEN], i: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[i..i + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// [`HeaderKind::name`] of each kind in `ALL` order, lowered at compile time.
+static LOWER_NAMES: [LowerName; HeaderKind::COUNT] = {
+    let mut names = [const {
+        LowerName {
+            words: [0; 3],
+            mask: [0; 3],
+            len: 0,
+        }
+    }; HeaderKind::COUNT];
+    let mut k = 0;
+    while k < HeaderKind::COUNT {
+        let name = HeaderKind::ALL[k].name().as_bytes();
+        assert!(name.len() <= MAX_NAME_LEN, "header name too long");
+        let mut i = 0;
+        while i < name.len() {
+            let b = name[i];
+            let shift = 8 * (i % 8);
+            names[k].words[i / 8] |= (b.to_ascii_lowercase() as u64) << shift;
+            if b.is_ascii_alphabetic() {
+                names[k].mask[i / 8] |= 0x20 << shift;
+            }
+            i += 1;
+        }
+        names[k].len = name.len();
+        k += 1;
+    }
+    names
+};
+
+/// Compact forms: `index in ALL + 1` of the first kind with that letter, else 0.
+static COMPACT: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut k = 0;
+    while k < HeaderKind::COUNT {
+        if let Some(c) = HeaderKind::ALL[k].compact() {
+            if table[c as usize] == 0 {
+                table[c as usize] = k as u8 + 1;
+            }
+        }
+        k += 1;
+    }
+    table
+};
 
 impl fmt::Display for HeaderKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -187,6 +290,28 @@ mod tests {
         assert_eq!(HeaderKind::from_name(b"i"), HeaderKind::CallId);
         assert_eq!(HeaderKind::from_name(b"C%6Fntact"), HeaderKind::Other);
         assert_eq!(HeaderKind::from_name(b"q"), HeaderKind::Other);
+    }
+
+    #[test]
+    fn every_long_name_maps_back_in_any_case() {
+        for &kind in &HeaderKind::ALL[..HeaderKind::COUNT - 1] {
+            let name = kind.name();
+            assert_eq!(HeaderKind::from_name(name.as_bytes()), kind);
+            assert_eq!(HeaderKind::from_name(name.to_uppercase().as_bytes()), kind);
+            assert_eq!(HeaderKind::from_name(name.to_lowercase().as_bytes()), kind);
+            let longer = format!("{name}x");
+            assert_eq!(HeaderKind::from_name(longer.as_bytes()), HeaderKind::Other);
+        }
+        assert_eq!(HeaderKind::from_name(b""), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name(b"X-Other"), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name(b"Callid"), HeaderKind::Other);
+        // CR is `-` with bit 5 clear: only letters compare without case.
+        assert_eq!(HeaderKind::from_name(b"Call\rID"), HeaderKind::Other);
+        assert_eq!(HeaderKind::from_name(b"Via\0"), HeaderKind::Other);
+        assert_eq!(
+            HeaderKind::from_name(b"Proxy-Authorization-Extra-Long"),
+            HeaderKind::Other
+        );
     }
 
     #[test]

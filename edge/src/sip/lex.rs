@@ -47,7 +47,25 @@ static WORD: [bool; 256] = {
     }
     t
 };
-static UNRESERVED: [bool; 256] = class_table(MARK, true);
+/// `unreserved`: the base of the URI component tables below.
+const UNRESERVED: [bool; 256] = class_table(MARK, true);
+
+/// `table` with the characters of `extra` added.
+const fn with_extra(mut table: [bool; 256], extra: &[u8]) -> [bool; 256] {
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// Literal characters of each URI component (`unreserved` plus its extras);
+/// escapes are handled apart.
+static URI_USER: [bool; 256] = with_extra(UNRESERVED, USER_UNRESERVED);
+static URI_PASSWORD: [bool; 256] = with_extra(UNRESERVED, PASSWORD_EXTRA);
+static URI_PARAM: [bool; 256] = with_extra(UNRESERVED, PARAM_UNRESERVED);
+static URI_HEADER: [bool; 256] = with_extra(UNRESERVED, HNV_UNRESERVED);
 
 /// Is `b` a `token` character?
 #[inline]
@@ -101,29 +119,27 @@ pub(crate) enum UriPart {
 
 /// Is `s` made of `unreserved`, escapes (`%HH`) and the extra characters of `part`?
 pub(crate) fn is_uri_component(s: &[u8], part: UriPart) -> bool {
-    let extra = match part {
-        UriPart::User => USER_UNRESERVED,
-        UriPart::Password => PASSWORD_EXTRA,
-        UriPart::Param => PARAM_UNRESERVED,
-        UriPart::Header => HNV_UNRESERVED,
+    let table = match part {
+        UriPart::User => &URI_USER,
+        UriPart::Password => &URI_PASSWORD,
+        UriPart::Param => &URI_PARAM,
+        UriPart::Header => &URI_HEADER,
     };
     let mut i = 0;
     while i < s.len() {
         let b = s[i];
-        if b == b'%' {
-            if i + 2 >= s.len() {
-                return false;
-            }
-            if !(s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
-                return false;
-            }
-            i += 3;
+        if table[b as usize] {
+            i += 1;
             continue;
         }
-        if !(UNRESERVED[b as usize] || extra.contains(&b)) {
+        // `%` is in no table, so anything else is not allowed.
+        if b != b'%' || i + 2 >= s.len() {
             return false;
         }
-        i += 1;
+        if !(s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit()) {
+            return false;
+        }
+        i += 3;
     }
     true
 }
@@ -182,14 +198,14 @@ pub(crate) fn unescape(s: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 pub(crate) fn quoted_len(s: &[u8]) -> Option<usize> {
     debug_assert_eq!(s.first(), Some(&b'"'));
     let mut i = 1;
-    while i < s.len() {
-        match s[i] {
-            b'\\' => i += 2,
-            b'"' => return Some(i + 1),
-            _ => i += 1,
+    loop {
+        // A backslash quotes the next byte, whatever it is.
+        let j = i + memchr::memchr2(b'"', b'\\', s.get(i..)?)?;
+        if s[j] == b'"' {
+            return Some(j + 1);
         }
+        i = j + 2;
     }
-    None
 }
 
 /// The content of a quoted string (without quotes) with quoted-pairs resolved.
@@ -218,27 +234,18 @@ pub(crate) fn unquote(quoted: &[u8]) -> std::borrow::Cow<'_, [u8]> {
 /// Position of the first `needle` in `s` that is outside quoted strings and
 /// angle brackets, or `None`.
 pub(crate) fn find_top_level(s: &[u8], needle: u8) -> Option<usize> {
+    debug_assert!(!matches!(needle, b'"' | b'<' | b'>'));
     let mut i = 0;
-    let mut in_angle = false;
-    while i < s.len() {
-        let b = s[i];
-        if b == b'"' && !in_angle {
-            match quoted_len(&s[i..]) {
-                Some(n) => i += n,
-                None => return None,
-            }
-            continue;
+    loop {
+        // Outside brackets only `"`, `<` and the needle matter; inside them only
+        // the closing `>` does (quotes there are literal).
+        let j = i + memchr::memchr3(needle, b'"', b'<', &s[i..])?;
+        match s[j] {
+            b'"' => i = j + quoted_len(&s[j..])?,
+            b'<' => i = j + 2 + memchr::memchr(b'>', &s[j + 1..])?,
+            _ => return Some(j),
         }
-        if b == b'<' {
-            in_angle = true;
-        } else if b == b'>' {
-            in_angle = false;
-        } else if b == needle && !in_angle {
-            return Some(i);
-        }
-        i += 1;
     }
-    None
 }
 
 /// Splits a header value at the commas that separate values (RFC 3261 7.3.1), not
@@ -328,6 +335,121 @@ mod tests {
         assert!(!is_uri_component(b"bad%", UriPart::User));
         assert!(!is_uri_component(b"a b", UriPart::User));
         assert_eq!(&*unescape(b"%75se%72"), b"user");
+    }
+
+    /// The byte-at-a-time scanners the fast ones replaced: the oracle.
+    fn quoted_len_reference(s: &[u8]) -> Option<usize> {
+        let mut i = 1;
+        while i < s.len() {
+            match s[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    }
+
+    fn find_top_level_reference(s: &[u8], needle: u8) -> Option<usize> {
+        let mut i = 0;
+        let mut in_angle = false;
+        while i < s.len() {
+            let b = s[i];
+            if b == b'"' && !in_angle {
+                i += quoted_len_reference(&s[i..])?;
+                continue;
+            }
+            if b == b'<' {
+                in_angle = true;
+            } else if b == b'>' {
+                in_angle = false;
+            } else if b == needle && !in_angle {
+                return Some(i);
+            }
+            i += 1;
+        }
+        None
+    }
+
+    fn is_uri_component_reference(s: &[u8], part: UriPart) -> bool {
+        let extra = match part {
+            UriPart::User => USER_UNRESERVED,
+            UriPart::Password => PASSWORD_EXTRA,
+            UriPart::Param => PARAM_UNRESERVED,
+            UriPart::Header => HNV_UNRESERVED,
+        };
+        let mut i = 0;
+        while i < s.len() {
+            let b = s[i];
+            if b == b'%' {
+                if i + 2 >= s.len()
+                    || !(s[i + 1].is_ascii_hexdigit() && s[i + 2].is_ascii_hexdigit())
+                {
+                    return false;
+                }
+                i += 3;
+                continue;
+            }
+            if !(UNRESERVED[b as usize] || extra.contains(&b)) {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fast_scanners_match_the_reference(
+            s in proptest::collection::vec(proptest::sample::select(
+                b"a,\"<>\\; %2fF&=+$[]/?:x\r\n\t\x00\xff".to_vec()), 0..40)
+        ) {
+            proptest::prop_assert_eq!(find_top_level(&s, b','), find_top_level_reference(&s, b','));
+            let split: Vec<_> = CommaSplit::new(&s).collect();
+            let mut reference = Vec::new();
+            let (mut rest, mut offset) = (&s[..], 0);
+            loop {
+                match find_top_level_reference(rest, b',') {
+                    Some(i) => {
+                        reference.push((&rest[..i], offset));
+                        rest = &rest[i + 1..];
+                        offset += i + 1;
+                    }
+                    None => {
+                        reference.push((rest, offset));
+                        break;
+                    }
+                }
+            }
+            proptest::prop_assert_eq!(split, reference);
+            let mut quoted = vec![b'"'];
+            quoted.extend_from_slice(&s);
+            proptest::prop_assert_eq!(quoted_len(&quoted), quoted_len_reference(&quoted));
+            for part in [UriPart::User, UriPart::Password, UriPart::Param, UriPart::Header] {
+                proptest::prop_assert_eq!(
+                    is_uri_component(&s, part),
+                    is_uri_component_reference(&s, part)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn uri_tables_cover_every_byte() {
+        for part in [
+            UriPart::User,
+            UriPart::Password,
+            UriPart::Param,
+            UriPart::Header,
+        ] {
+            for b in 0..=255u8 {
+                assert_eq!(
+                    is_uri_component(&[b], part),
+                    is_uri_component_reference(&[b], part),
+                    "{part:?} {b}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -409,7 +409,12 @@ impl Message {
         kind: HeaderKind,
         limit: usize,
     ) -> impl Iterator<Item = (&[u8], usize)> + '_ {
-        self.fields
+        // Headers of `kind` start at its first index (none: an empty tail).
+        let start = match self.first[kind as usize] {
+            NONE => self.fields.len(),
+            i => i as usize,
+        };
+        self.fields[start..]
             .iter()
             .filter(move |f| f.kind == kind)
             .flat_map(move |f| {
@@ -568,16 +573,23 @@ impl Message {
     /// Via values: the gate before a proxy or registrar acts on a message.
     /// Expires, Date and unknown headers are not checked (a proxy forwards them).
     pub fn validate(&self) -> Result<(), ParseError> {
-        let via_count = self
-            .list_values(HeaderKind::Via, self.max_via_values + 1)
-            .count();
+        // One pass counts the Via values and parses those within the limit; going
+        // over the limit is reported before a malformed value.
+        let mut via_count = 0;
+        let mut via_error = None;
+        for (v, _) in self.list_values(HeaderKind::Via, self.max_via_values + 1) {
+            via_count += 1;
+            if via_count <= self.max_via_values && via_error.is_none() {
+                via_error = Via::parse(v).err();
+            }
+        }
         if via_count > self.max_via_values {
             return Err(ParseError::TooManyVias {
                 max: self.max_via_values,
             });
         }
-        for via in self.vias() {
-            via?;
+        if let Some(what) = via_error {
+            return Err(bad(HeaderKind::Via)(what));
         }
         self.from()?;
         self.to()?;
@@ -696,18 +708,17 @@ fn next_line(buf: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
 
 fn header_line(buf: &[u8], line: Range<usize>, next: usize) -> Result<Field, ParseError> {
     let text = &buf[line.clone()];
-    let colon = memchr::memchr(b':', text).ok_or(ParseError::BadHeaderLine)?;
-    let name = &text[..colon];
-    let name_len = name.len()
-        - name
-            .iter()
-            .rev()
-            .take_while(|&&b| b == b' ' || b == b'\t')
-            .count();
-    let name = &name[..name_len];
-    if !lex::is_token(name) {
+    // `token *(SP / HT) ":"`: one pass over the name instead of a search for the
+    // colon and a second check of what came before it.
+    let name_len = text.iter().take_while(|&&b| lex::is_token_char(b)).count();
+    let mut colon = name_len;
+    while colon < text.len() && matches!(text[colon], b' ' | b'\t') {
+        colon += 1;
+    }
+    if name_len == 0 || text.get(colon) != Some(&b':') {
         return Err(ParseError::BadHeaderLine);
     }
+    let name = &text[..name_len];
     let value = &text[colon + 1..];
     let value_start = line.start + colon + 1 + (value.len() - lex::trim_start(value).len());
     let value_end = (line.start + colon + 1 + lex::trim_end(value).len()).max(value_start);

@@ -93,20 +93,18 @@ fn split_params(s: &[u8]) -> impl Iterator<Item = Result<&[u8], &'static str>> {
     std::iter::from_fn(move || {
         let r = rest?;
         let mut i = 0;
-        while i < r.len() {
-            match r[i] {
-                b'"' => match lex::quoted_len(&r[i..]) {
-                    Some(n) => i += n,
-                    None => {
-                        rest = None;
-                        return Some(Err("unterminated quoted string"));
-                    }
-                },
-                b';' => {
-                    rest = Some(&r[i + 1..]);
-                    return Some(Ok(&r[..i]));
+        while let Some(j) = memchr::memchr2(b';', b'"', &r[i..]) {
+            let j = i + j;
+            if r[j] == b';' {
+                rest = Some(&r[j + 1..]);
+                return Some(Ok(&r[..j]));
+            }
+            match lex::quoted_len(&r[j..]) {
+                Some(n) => i = j + n,
+                None => {
+                    rest = None;
+                    return Some(Err("unterminated quoted string"));
                 }
-                _ => i += 1,
             }
         }
         rest = None;

@@ -64,9 +64,19 @@ type UriResult<'a> = Result<Uri<'a>, &'static str>;
 impl<'a> Uri<'a> {
     /// Parses `raw` strictly: no whitespace, valid escapes, a valid host and port.
     pub fn parse(raw: &'a [u8]) -> UriResult<'a> {
-        if raw.iter().any(|&b| lex::is_lws(b)) {
-            return Err("whitespace in URI");
+        // Every component check below rejects whitespace, so a URI that parses has
+        // none: the scan for it is needed only to name the error.
+        match Self::parse_components(raw) {
+            Ok(uri) => {
+                debug_assert!(!raw.iter().any(|&b| lex::is_lws(b)));
+                Ok(uri)
+            }
+            Err(_) if raw.iter().any(|&b| lex::is_lws(b)) => Err("whitespace in URI"),
+            Err(e) => Err(e),
         }
+    }
+
+    fn parse_components(raw: &'a [u8]) -> UriResult<'a> {
         let colon = memchr::memchr(b':', raw).ok_or("no scheme")?;
         let (scheme_raw, rest) = (&raw[..colon], &raw[colon + 1..]);
         let mut uri = Uri {
@@ -397,15 +407,64 @@ pub(crate) fn parse_host(raw: &[u8]) -> Result<Host<'_>, &'static str> {
             .map(Host::Ipv6)
             .map_err(|_| "bad IPv6 reference");
     }
-    if raw.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-        let text = std::str::from_utf8(raw).map_err(|_| "bad IPv4 address")?;
-        return text.parse().map(Host::Ipv4).map_err(|_| "bad IPv4 address");
+    // One pass: which classes every byte belongs to.
+    let class = raw.iter().fold(HOST_CHAR | DIGIT_OR_DOT, |acc, &b| {
+        acc & HOST_CLASS[b as usize]
+    });
+    if class & DIGIT_OR_DOT != 0 {
+        return parse_ipv4(raw).map(Host::Ipv4).ok_or("bad IPv4 address");
     }
-    let host_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
-    if !raw.iter().all(host_char) || raw[0] == b'.' || raw[0] == b'-' {
+    if class & HOST_CHAR == 0 || raw[0] == b'.' || raw[0] == b'-' {
         return Err("bad host name");
     }
     Ok(Host::Name(raw))
+}
+
+/// Class bit of `alphanum / "-" / "." / "_"`, the bytes of a host name.
+const HOST_CHAR: u8 = 1;
+/// Class bit of `DIGIT / "."`, the bytes of an IPv4 address.
+const DIGIT_OR_DOT: u8 = 2;
+
+static HOST_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_') {
+            t[c] |= HOST_CHAR;
+        }
+        if b.is_ascii_digit() || b == b'.' {
+            t[c] |= DIGIT_OR_DOT;
+        }
+        c += 1;
+    }
+    t
+};
+
+/// A dotted-quad IPv4 address as `Ipv4Addr`'s `FromStr` reads it: four decimal
+/// octets of one to three digits, no leading zero, each at most 255.
+fn parse_ipv4(raw: &[u8]) -> Option<Ipv4Addr> {
+    let mut octets = [0u8; 4];
+    let mut parts = raw.split(|&b| b == b'.');
+    for octet in &mut octets {
+        let part = parts.next()?;
+        let leading_zero = part.len() > 1 && part[0] == b'0';
+        if part.is_empty() || part.len() > 3 || leading_zero {
+            return None;
+        }
+        let mut value: u16 = 0;
+        for &d in part {
+            if !d.is_ascii_digit() {
+                return None;
+            }
+            value = value * 10 + u16::from(d - b'0');
+        }
+        *octet = u8::try_from(value).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(Ipv4Addr::from(octets))
 }
 
 fn check_params(params: &[u8]) -> Result<(), &'static str> {
@@ -413,7 +472,8 @@ fn check_params(params: &[u8]) -> Result<(), &'static str> {
         if i >= MAX_URI_ITEMS {
             return Err("too many URI parameters");
         }
-        let (name, value) = match memchr::memchr(b'=', p) {
+        // Parameters are a few bytes: a plain loop beats a vector search.
+        let (name, value) = match p.iter().position(|&b| b == b'=') {
             Some(eq) => (&p[..eq], Some(&p[eq + 1..])),
             None => (p, None),
         };
@@ -467,6 +527,23 @@ mod tests {
 
     fn uri(s: &str) -> Uri<'_> {
         Uri::parse(s.as_bytes()).unwrap()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn ipv4_agrees_with_std(
+            s in proptest::collection::vec(
+                proptest::sample::select(b"0123456789...".to_vec()), 0..20)
+        ) {
+            let text = std::str::from_utf8(&s).unwrap();
+            proptest::prop_assert_eq!(parse_ipv4(&s), text.parse::<Ipv4Addr>().ok());
+        }
+
+        #[test]
+        fn dotted_quads_agree_with_std(a in 0u16..1100, b in 0u16..300, c: u8, d in 0u16..300, z: bool) {
+            let text = if z { format!("{a}.0{b}.{c}.{d}") } else { format!("{a}.{b}.{c}.{d}") };
+            proptest::prop_assert_eq!(parse_ipv4(text.as_bytes()), text.parse::<Ipv4Addr>().ok());
+        }
     }
 
     #[test]
