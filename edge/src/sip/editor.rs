@@ -54,6 +54,8 @@ pub struct Editor<'m> {
     message: &'m Message,
     edits: Vec<Edit>,
     text: Vec<u8>,
+    /// Headers a set-style edit has claimed: each may be set once.
+    sets: Vec<(HeaderKind, String)>,
     max_bytes: usize,
 }
 
@@ -64,6 +66,7 @@ impl<'m> Editor<'m> {
             message,
             edits: Vec::with_capacity(8),
             text: Vec::with_capacity(256),
+            sets: Vec::new(),
             max_bytes: ParseLimits::MAX_DATAGRAM_BYTES,
         }
     }
@@ -101,17 +104,19 @@ impl<'m> Editor<'m> {
     pub fn set_max_forwards(&mut self, hops: u8) -> Result<&mut Self, EditError> {
         let mut digits = [0u8; 3];
         let text = format_u32(u32::from(hops), &mut digits);
-        match self.message.field(HeaderKind::MaxForwards) {
-            Some(f) => {
-                let r = f.value_range();
-                self.replace(r.start, r.end, &[text])
-            }
-            None => self.insert_header(
-                self.message.headers_end(),
-                HeaderKind::MaxForwards.name(),
-                text,
-            ),
-        }
+        let existing = self
+            .message
+            .field(HeaderKind::MaxForwards)
+            .map(|f| f.value_range());
+        let end = self.message.headers_end();
+        self.all_or_nothing(|e| {
+            e.claim_set(HeaderKind::MaxForwards.name())?;
+            match existing {
+                Some(r) => e.replace(r.start, r.end, &[text])?,
+                None => e.insert_header(end, HeaderKind::MaxForwards.name(), text)?,
+            };
+            Ok(())
+        })
     }
 
     /// Replaces the Request-URI.
@@ -132,30 +137,38 @@ impl<'m> Editor<'m> {
 
     /// Sets header `name` to `value`: the first such header gets the new value,
     /// any others are removed; added at the end if there is none.
+    /// Setting the same header twice is [`EditError::Overlap`]; on error the
+    /// message is left as it was.
     pub fn set_header(&mut self, name: &str, value: &[u8]) -> Result<&mut Self, EditError> {
         check_header(name, value)?;
         let mut matching = matching_fields(self.message, name);
-        let Some(first) = matching.next() else {
-            return self.add_header(name, value);
-        };
+        let first = matching.next().map(|f| f.value_range());
         let rest: Vec<_> = matching.map(|f| f.line_range()).collect();
-        let r = first.value_range();
-        self.replace(r.start, r.end, &[value])?;
-        for line in rest {
-            self.replace(line.start, line.end, &[])?;
-        }
-        Ok(self)
+        self.all_or_nothing(|e| {
+            e.claim_set(name)?;
+            let Some(r) = first else {
+                e.add_header(name, value)?;
+                return Ok(());
+            };
+            e.replace(r.start, r.end, &[value])?;
+            for line in rest {
+                e.replace(line.start, line.end, &[])?;
+            }
+            Ok(())
+        })
     }
 
-    /// Removes every header named `name`.
+    /// Removes every header named `name`; on error nothing is removed.
     pub fn remove_header(&mut self, name: &str) -> Result<&mut Self, EditError> {
         let lines: Vec<_> = matching_fields(self.message, name)
             .map(|f| f.line_range())
             .collect();
-        for line in lines {
-            self.replace(line.start, line.end, &[])?;
-        }
-        Ok(self)
+        self.all_or_nothing(|e| {
+            for line in lines {
+                e.replace(line.start, line.end, &[])?;
+            }
+            Ok(())
+        })
     }
 
     /// Replaces the body and sets Content-Length to match; sets Content-Type
@@ -170,12 +183,47 @@ impl<'m> Editor<'m> {
             max_bytes: self.max_bytes,
         })?;
         let len_text = format_u32(len, &mut digits);
-        self.set_header(HeaderKind::ContentLength.name(), len_text)?;
-        if let Some(ct) = content_type {
-            self.set_header(HeaderKind::ContentType.name(), ct)?;
-        }
         let body_range = self.message.body_range();
-        self.replace(body_range.start, body_range.end, &[body])
+        self.all_or_nothing(|e| {
+            e.set_header(HeaderKind::ContentLength.name(), len_text)?;
+            if let Some(ct) = content_type {
+                e.set_header(HeaderKind::ContentType.name(), ct)?;
+            }
+            e.replace(body_range.start, body_range.end, &[body])?;
+            Ok(())
+        })
+    }
+
+    /// Runs a multi-step edit; when a step fails, the steps before it are
+    /// undone, so a failed call leaves the message as it was.
+    fn all_or_nothing(
+        &mut self,
+        edit: impl FnOnce(&mut Self) -> Result<(), EditError>,
+    ) -> Result<&mut Self, EditError> {
+        let (edits, text, sets) = (self.edits.len(), self.text.len(), self.sets.len());
+        match edit(self) {
+            Ok(()) => Ok(self),
+            Err(e) => {
+                self.edits.truncate(edits);
+                self.text.truncate(text);
+                self.sets.truncate(sets);
+                Err(e)
+            }
+        }
+    }
+
+    /// Records that header `name` is being set; a second set of it would
+    /// write it twice when it was absent, so it is refused like any overlap.
+    fn claim_set(&mut self, name: &str) -> Result<(), EditError> {
+        let kind = HeaderKind::from_name(name.as_bytes());
+        let taken = self.sets.iter().any(|(k, n)| {
+            *k == kind && (kind != HeaderKind::Other || n.eq_ignore_ascii_case(name))
+        });
+        if taken {
+            return Err(EditError::Overlap);
+        }
+        self.sets.push((kind, name.to_owned()));
+        Ok(())
     }
 
     /// Writes the edited message.
@@ -424,5 +472,49 @@ Content-Length: 0\r\n\
             Editor::new(&m).max_bytes(10).finish().err(),
             Some(EditError::TooLarge { max_bytes: 10 })
         );
+    }
+
+    const NO_MAX_FORWARDS: &[u8] = b"OPTIONS sip:bob@biloxi.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\n\
+To: <sip:bob@biloxi.com>\r\n\
+From: <sip:alice@atlanta.com>;tag=1\r\n\
+Call-ID: c1\r\n\
+CSeq: 1 OPTIONS\r\n\
+Content-Length: 0\r\n\
+\r\n";
+
+    /// Found by the edit fuzz target: a second set of an absent header wrote it twice.
+    #[test]
+    fn an_absent_header_is_set_once() {
+        let m = message(NO_MAX_FORWARDS);
+        let mut e = Editor::new(&m);
+        e.set_max_forwards(70).unwrap();
+        assert_eq!(e.set_max_forwards(69).err(), Some(EditError::Overlap));
+        assert_eq!(
+            e.set_header("max-forwards", b"10").err(),
+            Some(EditError::Overlap)
+        );
+        e.set_header("X-A", b"1").unwrap();
+        assert_eq!(e.set_header("x-a", b"2").err(), Some(EditError::Overlap));
+        let out = reparse(e.finish().unwrap());
+        assert_eq!(out.max_forwards(), Ok(Some(70)));
+    }
+
+    /// Found by the edit fuzz target: a failed set_body left its Content-Length.
+    #[test]
+    fn a_failed_edit_changes_nothing() {
+        let m = message(NO_MAX_FORWARDS);
+        let mut e = Editor::new(&m);
+        assert_eq!(
+            e.set_body(Some(b"a\r\nb"), b"v=0\r\n").err(),
+            Some(EditError::BadValue)
+        );
+        assert_eq!(e.finish().unwrap(), Bytes::from_static(NO_MAX_FORWARDS));
+        let mut e = Editor::new(&m);
+        assert!(e.set_body(Some(b"a\r\nb"), b"v=0\r\n").is_err());
+        e.set_body(Some(b"application/sdp"), b"v=0\r\n").unwrap();
+        let out = reparse(e.finish().unwrap());
+        assert_eq!(out.body(), b"v=0\r\n");
+        assert_eq!(out.content_length(), Some(5));
     }
 }

@@ -673,6 +673,11 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
                 body_start: next,
             });
         }
+        // A CR that does not end a line is not whitespace (RFC 3261 25.1); a peer
+        // that took it for a line end would see other headers than we do.
+        if memchr::memchr(b'\r', &buf[line.clone()]).is_some() {
+            return Err(ParseError::BadHeaderLine.into());
+        }
         if buf[pos] == b' ' || buf[pos] == b'\t' {
             let last = fields.last_mut().ok_or(ParseError::BadHeaderLine)?;
             continue_field(buf, last, line, next);
@@ -775,6 +780,19 @@ v=0\n";
 
     fn parse(b: &[u8]) -> Result<Message, ParseError> {
         Message::parse_datagram(Bytes::copy_from_slice(b), &ParseLimits::datagram())
+    }
+
+    /// Found by fuzzing: `cseq:9\rINVITE` read as `CSeq: 9 INVITE`.
+    #[test]
+    fn bare_cr_in_a_header_is_an_error() {
+        let text = String::from_utf8(INVITE.to_vec()).unwrap();
+        let smuggled = text.replace("CSeq: 314159 INVITE", "CSeq: 314159\rINVITE");
+        assert_eq!(
+            parse(smuggled.as_bytes()).err(),
+            Some(ParseError::BadHeaderLine)
+        );
+        let folded = text.replace("CSeq: 314159 INVITE", "CSeq: 314159\r\n INVITE");
+        assert_eq!(parse(folded.as_bytes()).unwrap().cseq().seq, 314159);
     }
 
     #[test]
