@@ -5,6 +5,7 @@
 //! `registrar`), and a thin runtime shell that moves bytes and time in and out.
 
 pub mod config;
+pub mod dispatcher;
 pub mod proxy;
 pub mod runtime;
 pub mod sip;

@@ -219,6 +219,11 @@ fn invite_gets_100_trying_then_is_forwarded_16_6() {
         Some("<sip:192.0.2.10:5060;lr>")
     );
     assert_eq!(fwd.request_uri_raw(), Some(&b"sip:bob@example.com"[..]));
+    // The Vias stay one block (UAs copy them as one): Record-Route goes above.
+    let names: Vec<_> = fwd.headers().map(|h| h.name.to_ascii_lowercase()).collect();
+    let first_via = names.iter().position(|n| n == b"via").unwrap();
+    assert_eq!(names[first_via + 1], b"via", "{names:?}");
+    assert!(names.iter().position(|n| n == b"record-route").unwrap() < first_via);
     assert_eq!(h.core.transaction_count(), 2);
     assert_eq!(h.core.stats().requests_forwarded, 1);
 }
@@ -653,6 +658,27 @@ Call-ID: stray\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(h.core.stats().responses_dropped, 1);
 }
 
+/// 16.7 step 3: a response whose only Via is ours was meant for us; forwarding
+/// it would send a response without any Via.
+#[test]
+fn response_with_only_our_via_is_not_forwarded() {
+    let mut h = H::new();
+    let fwd = h.invite(&Req::default());
+    let ours = fwd
+        .headers()
+        .find(|h| h.name.eq_ignore_ascii_case(b"via"))
+        .unwrap();
+    let ours = String::from_utf8(ours.value.to_vec()).unwrap();
+    let lone = format!(
+        "SIP/2.0 487 Request Terminated\r\nVia: {ours}\r\n\
+From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>;tag=uas\r\n\
+Call-ID: call-1@uac\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    let out = h.send(UAS, &lone);
+    assert!(out.iter().all(|o| o.msg.vias().count() > 0), "{out:?}");
+    assert!(out.iter().all(|o| o.dst != addr(UAC)), "{out:?}");
+}
+
 #[test]
 fn timer_b_sends_408_upstream_16_8() {
     let mut h = H::new();
@@ -813,6 +839,18 @@ fn full_table_and_shutdown_get_503() {
         Some(Method::Bye),
         "in-dialog requests still pass"
     );
+}
+
+/// Shutdown waits for transactions without a final response, not for those
+/// that only absorb retransmissions.
+#[test]
+fn unfinished_transactions_are_those_without_a_final_response() {
+    let mut h = H::new();
+    let fwd = h.invite(&Req::default());
+    assert_eq!(h.core.unfinished_transaction_count(), 2);
+    h.answer(&fwd, 486);
+    assert!(h.core.transaction_count() > 0, "Completed, absorbing retransmits");
+    assert_eq!(h.core.unfinished_transaction_count(), 0);
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Helpers for end-to-end tests: find (or build) the project's binaries so a test
 //! runs them as an operator would, and start real peers on loopback — SIPp
 //! ([`sipp`]) and Kamailio ([`kamailio`]) — on free ports ([`ports`]), owning
-//! their processes ([`process`]).
+//! their processes ([`process`]); run the edge proxy itself the same way
+//! ([`edge`]).
 
+pub mod edge;
 pub mod kamailio;
 pub mod ports;
 pub mod process;

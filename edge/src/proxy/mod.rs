@@ -26,7 +26,8 @@ use bytes::Bytes;
 
 use crate::sip::{Message, ParseError, ParseLimits};
 use crate::transaction::{
-    InviteClient, InviteServer, NonInviteClient, NonInviteServer, TimerConfig, TransactionEvent,
+    InviteClient, InviteClientState, InviteServer, InviteServerState, NonInviteClient,
+    NonInviteClientState, NonInviteServer, NonInviteServerState, TimerConfig, TransactionEvent,
     TransactionTable, TxnId,
 };
 
@@ -171,6 +172,25 @@ enum Machine {
 }
 
 impl Machine {
+    /// Still waiting for (or about to send) a final response?
+    fn is_unfinished(&self) -> bool {
+        match self {
+            Machine::InviteServer(s) => s.state() == InviteServerState::Proceeding,
+            Machine::NonInviteServer(s) => matches!(
+                s.state(),
+                NonInviteServerState::Trying | NonInviteServerState::Proceeding
+            ),
+            Machine::InviteClient(c) => matches!(
+                c.state(),
+                InviteClientState::Calling | InviteClientState::Proceeding
+            ),
+            Machine::NonInviteClient(c) => matches!(
+                c.state(),
+                NonInviteClientState::Trying | NonInviteClientState::Proceeding
+            ),
+        }
+    }
+
     fn poll_transmit(&mut self) -> Option<Bytes> {
         match self {
             Machine::InviteServer(m) => m.poll_transmit(),
@@ -323,6 +343,16 @@ impl<R: Router> ProxyCore<R> {
     /// Live transactions (server and client).
     pub fn transaction_count(&self) -> usize {
         self.table.len()
+    }
+
+    /// Transactions that have not seen a final response yet; those that only
+    /// wait to absorb retransmissions (Completed, Confirmed) are left out.
+    /// Walks the table: meant for shutdown, not for every message.
+    pub fn unfinished_transaction_count(&self) -> usize {
+        self.table
+            .values()
+            .filter(|t| t.machine.is_unfinished())
+            .count()
     }
 
     /// The shard's counters.

@@ -183,6 +183,11 @@ impl<R: Router> ProxyCore<R> {
         record_route: bool,
     ) -> Result<Bytes, EditError> {
         let mut e = Editor::new(msg);
+        // Record-Route first: with none in the message it goes above the top
+        // Via, and the Vias stay one block, as UAs that copy them expect.
+        if record_route {
+            e.prepend_record_route(route::record_route(local).as_bytes())?;
+        }
         e.prepend_via(route::our_via(local, branch).as_bytes())?;
         if let Some(stamped) = msg
             .top_via()
@@ -191,9 +196,6 @@ impl<R: Router> ProxyCore<R> {
         {
             e.remove_top_via()?;
             e.prepend_via(&stamped)?;
-        }
-        if record_route {
-            e.prepend_record_route(route::record_route(local).as_bytes())?;
         }
         let hops = msg
             .max_forwards()

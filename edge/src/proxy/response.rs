@@ -171,8 +171,12 @@ impl<R: Router> ProxyCore<R> {
     }
 }
 
-/// The response without its top Via (ours), written by the editor.
+/// The response without its top Via (ours), written by the editor; `None`
+/// when no Via would remain: such a response was meant for us (16.7 step 3).
 fn strip_top_via(msg: &Message) -> Option<Bytes> {
+    if msg.vias().take(2).count() < 2 {
+        return None;
+    }
     let mut e = Editor::new(msg);
     e.remove_top_via().ok()?;
     e.finish().ok()

@@ -141,7 +141,8 @@ async fn tick_until_drained(shard: &Rc<Shard>, stop: &AtomicBool, grace: Duratio
             deadline = Some(now + grace);
         }
         if let Some(deadline) = deadline {
-            let live = shard.core.borrow().transaction_count();
+            // Transactions that only absorb retransmissions need not hold us.
+            let live = shard.core.borrow().unfinished_transaction_count();
             if live == 0 || now >= deadline {
                 tracing::info!(shard = shard.index, live, "stopped");
                 return;

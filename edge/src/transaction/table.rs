@@ -136,6 +136,14 @@ impl<V> TransactionTable<V> {
         self.entry_mut(id).map(|e| &mut e.value)
     }
 
+    /// Every live transaction, in slab order. O(capacity): not for the
+    /// per-message path.
+    pub fn values(&self) -> impl Iterator<Item = &V> + '_ {
+        self.slots
+            .iter()
+            .filter_map(|s| s.entry.as_ref().map(|e| &e.value))
+    }
+
     /// The key of transaction `id`.
     pub fn key(&self, id: TxnId) -> Option<&TxnKey> {
         self.entry(id).map(|e| &e.key)
