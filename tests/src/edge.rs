@@ -473,9 +473,9 @@ pub struct ShardCounters {
     /// Handoffs dropped because the peer's queue was full.
     pub handoff_drops: u64,
     /// Failed sends.
-    pub send_errors: u64,
+    pub send_drops: u64,
     /// Failed receives.
-    pub recv_errors: u64,
+    pub ring_errors: u64,
     /// Every `name: number` field of the struct, by name.
     pub raw: BTreeMap<String, u64>,
 }
@@ -510,8 +510,8 @@ fn parse_counters_line(line: &str) -> Option<ShardCounters> {
         handoffs_out: get("handoffs_out"),
         handoffs_in: get("handoffs_in"),
         handoff_drops: get("handoff_drops"),
-        send_errors: get("send_errors"),
-        recv_errors: get("recv_errors"),
+        send_drops: get("send_drops"),
+        ring_errors: get("ring_errors"),
         raw,
     })
 }
@@ -630,9 +630,9 @@ mod tests {
 
     const LOG: &str = "\
 2026-11-30T09:43:19.941691Z  INFO edge::runtime::shard: stopping: new calls get 503 shard=1
-2026-11-30T09:43:19.950548Z  INFO edge::runtime: shard exited shard=1 counters=ShellCounters { handoffs_out: 7, handoffs_in: 1, handoff_drops: 0, send_errors: 0, recv_errors: 2 }
+2026-11-30T09:43:19.950548Z  INFO edge::runtime: shard exited shard=1 counters=ShellCounters { handoffs_out: 7, handoffs_in: 1, handoff_drops: 0, send_drops: 0, ring_errors: 2 }
 2026-11-30T09:43:19.950548Z ERROR edge::runtime::shard: could not join the shard mesh shard=0
-\u{1b}[2m2026-11-30T09:43:19.950604Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[2medge::runtime\u{1b}[0m\u{1b}[2m:\u{1b}[0m shard exited \u{1b}[3mshard\u{1b}[0m\u{1b}[2m=\u{1b}[0m0 \u{1b}[3mcounters\u{1b}[0m\u{1b}[2m=\u{1b}[0mShellCounters { handoffs_out: 1, handoffs_in: 7, handoff_drops: 3, send_errors: 0, recv_errors: 0 }
+\u{1b}[2m2026-11-30T09:43:19.950604Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[2medge::runtime\u{1b}[0m\u{1b}[2m:\u{1b}[0m shard exited \u{1b}[3mshard\u{1b}[0m\u{1b}[2m=\u{1b}[0m0 \u{1b}[3mcounters\u{1b}[0m\u{1b}[2m=\u{1b}[0mShellCounters { handoffs_out: 1, handoffs_in: 7, handoff_drops: 3, send_drops: 0, ring_errors: 0 }
 ";
 
     #[test]
@@ -646,7 +646,7 @@ mod tests {
         );
         assert_eq!(c[1].shard, 1);
         assert_eq!((c[1].handoffs_out, c[1].handoffs_in), (7, 1));
-        assert_eq!(c[1].recv_errors, 2);
+        assert_eq!(c[1].ring_errors, 2);
         assert_eq!(c[1].raw.len(), 5);
     }
 

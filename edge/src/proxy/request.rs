@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::route::{self, Plan, RouteEdit, Target};
 use super::{Machine, ProxyCore, ProxyTxn, Router};
-use crate::sip::{EditError, Editor, HeaderKind, Message, Method, ParseError};
+use crate::sip::{EditError, Editor, HeaderKind, Message, Method, ParseError, Via};
 use crate::transaction::{
     cancel_for, response_to, ClientKey, InviteClient, InviteServer, NonInviteClient,
     NonInviteServer, ServerKey, TxnId, TxnKey,
@@ -20,6 +20,24 @@ PUBLISH, INFO, REFER, MESSAGE, UPDATE";
 /// A locally generated response: status code and reason phrase.
 type Status = (u16, &'static str);
 
+/// A validated request with the values every step reads, parsed once.
+#[derive(Clone, Copy)]
+pub(super) struct Req<'m> {
+    pub msg: &'m Message,
+    /// The top Via (always present once validated).
+    pub via: Option<Via<'m>>,
+    pub from_tag: Option<&'m [u8]>,
+    pub to_tag: Option<&'m [u8]>,
+    pub max_forwards: Option<u8>,
+}
+
+impl Req<'_> {
+    /// The response address by the top Via (`src` when there is none).
+    fn reply_addr(&self, src: SocketAddr) -> SocketAddr {
+        self.via.as_ref().map_or(src, |v| route::reply_addr(v, src))
+    }
+}
+
 impl<R: Router> ProxyCore<R> {
     pub(super) fn on_request(
         &mut self,
@@ -28,20 +46,32 @@ impl<R: Router> ProxyCore<R> {
         local: SocketAddr,
         msg: &Message,
     ) {
-        if let Err(e) = msg.validate() {
-            self.stats.parse_errors += 1;
-            self.reject_malformed(src, local, msg, e);
-            return;
-        }
-        let Ok(key) = ServerKey::from_request(msg) else {
+        let parts = match msg.validated() {
+            Ok(parts) => parts,
+            Err(e) => {
+                self.stats.parse_errors += 1;
+                self.reject_malformed(src, local, msg, e);
+                return;
+            }
+        };
+        let Some(via) = parts.top_via else {
             return;
         };
+        let from_tag = parts.from.tag();
+        let req = Req {
+            msg,
+            via: Some(via),
+            from_tag,
+            to_tag: parts.to.tag(),
+            max_forwards: parts.max_forwards,
+        };
+        let key = TxnKey::Server(ServerKey::from_parts(msg, &via, || from_tag));
         match msg.method() {
-            Some(Method::Ack) => self.on_ack(now, src, local, msg, key),
+            Some(Method::Ack) => self.on_ack(now, src, local, req, key),
             Some(Method::Cancel) => self.on_cancel(now, src, local, msg, key),
-            _ => match self.table.find(&TxnKey::Server(key.clone())) {
+            _ => match self.table.find(&key) {
                 Some(id) => self.absorb_request(now, id),
-                None => self.on_new_request(now, src, local, msg, key),
+                None => self.on_new_request(now, src, local, req, key),
             },
         }
     }
@@ -80,11 +110,13 @@ impl<R: Router> ProxyCore<R> {
         now: Instant,
         src: SocketAddr,
         local: SocketAddr,
-        msg: &Message,
-        key: ServerKey,
+        req: Req<'_>,
+        key: TxnKey,
     ) {
-        let plan = route::plan(msg, &self.config, local);
-        if let Some(status) = self.check_request(msg, local, &plan) {
+        let msg = req.msg;
+        let plan = route::plan(msg, &self.config, local, req.to_tag.is_some());
+        let loop_hash = route::loop_hash(self.config.branch_secret, msg, req.from_tag, req.to_tag);
+        if let Some(status) = self.check_request(&req, local, &plan, loop_hash) {
             let extra: &[(&str, &[u8])] = match status.0 {
                 200 => &[("Allow", ALLOW)],
                 _ => &[],
@@ -103,7 +135,7 @@ impl<R: Router> ProxyCore<R> {
             );
             return;
         }
-        if !self.admit(msg) {
+        if !self.admit(&req) {
             self.stats.rejected_overload += 1;
             self.reply_503(src, local, msg);
             return;
@@ -113,13 +145,13 @@ impl<R: Router> ProxyCore<R> {
             self.reply_503(src, local, msg);
             return;
         };
-        let branch = route::branch(self.config.branch_secret, msg);
-        let initial = msg.to().ok().and_then(|t| t.tag()).is_none();
+        let branch = route::branch(self.config.branch_secret, msg, req.via.as_ref(), loop_hash);
+        let initial = req.to_tag.is_none();
         let rr = self.config.record_route
             && initial
             && matches!(msg.method(), Some(Method::Invite | Method::Subscribe));
-        match self.forward_bytes(msg, src, local, &plan, &branch, rr) {
-            Ok(fwd) => self.start_pair(now, (src, local), msg, key, (fwd, &branch), dst),
+        match self.forward_bytes(&req, src, local, &plan, &branch, rr) {
+            Ok(fwd) => self.start_pair(now, (src, local), &req, key, (fwd, &branch), dst),
             Err(EditError::TooLarge { .. }) => {
                 self.reply_with(src, local, msg, 513, "Message Too Large", &[])
             }
@@ -129,15 +161,22 @@ impl<R: Router> ProxyCore<R> {
 
     /// The checks of 16.3 that end in a local response: OPTIONS to us (200),
     /// Max-Forwards 0 (483), a loop (482).
-    fn check_request(&mut self, msg: &Message, local: SocketAddr, plan: &Plan) -> Option<Status> {
+    fn check_request(
+        &mut self,
+        req: &Req<'_>,
+        local: SocketAddr,
+        plan: &Plan,
+        loop_hash: u32,
+    ) -> Option<Status> {
+        let msg = req.msg;
         if msg.method() == Some(Method::Options) && plan.to_us {
             return Some((200, "OK"));
         }
-        if msg.max_forwards() == Ok(Some(0)) {
+        if req.max_forwards == Some(0) {
             self.stats.too_many_hops += 1;
             return Some((483, "Too Many Hops"));
         }
-        if route::is_loop(&self.config, local, msg) {
+        if route::is_loop(&self.config, local, msg, req.via.as_ref(), loop_hash) {
             self.stats.loops_detected += 1;
             return Some((482, "Loop Detected"));
         }
@@ -146,8 +185,8 @@ impl<R: Router> ProxyCore<R> {
 
     /// Room for a server and a client transaction, and not shutting down for
     /// an initial request?
-    fn admit(&self, msg: &Message) -> bool {
-        let initial = msg.to().ok().and_then(|t| t.tag()).is_none();
+    fn admit(&self, req: &Req<'_>) -> bool {
+        let initial = req.to_tag.is_none();
         self.table.has_room(2) && !(self.shutting_down && initial)
     }
 
@@ -175,33 +214,29 @@ impl<R: Router> ProxyCore<R> {
     /// Max-Forwards decremented, our Route popped, the strict-route rewrite.
     pub(super) fn forward_bytes(
         &self,
-        msg: &Message,
+        req: &Req<'_>,
         src: SocketAddr,
         local: SocketAddr,
         plan: &Plan,
-        branch: &str,
+        branch: &[u8],
         record_route: bool,
     ) -> Result<Bytes, EditError> {
-        let mut e = Editor::new(msg);
+        let mut e = Editor::new(req.msg);
         // Record-Route first: with none in the message it goes above the top
         // Via, and the Vias stay one block, as UAs that copy them expect.
         if record_route {
-            e.prepend_record_route(route::record_route(local).as_bytes())?;
+            e.prepend_record_route(&route::record_route(local))?;
         }
-        e.prepend_via(route::our_via(local, branch).as_bytes())?;
-        if let Some(stamped) = msg
-            .top_via()
-            .ok()
-            .and_then(|v| route::stamped_top_via(&v, src))
+        e.prepend_via(&route::our_via(local, branch))?;
+        if let Some(stamped) = req
+            .via
+            .as_ref()
+            .and_then(|v| route::stamped_top_via(v, src))
         {
             e.remove_top_via()?;
             e.prepend_via(&stamped)?;
         }
-        let hops = msg
-            .max_forwards()
-            .ok()
-            .flatten()
-            .map_or(70, |n| n.saturating_sub(1));
+        let hops = req.max_forwards.map_or(70, |n| n.saturating_sub(1));
         e.set_max_forwards(hops)?;
         match &plan.edit {
             RouteEdit::Keep => {}
@@ -227,13 +262,14 @@ impl<R: Router> ProxyCore<R> {
         &mut self,
         now: Instant,
         (src, local): (SocketAddr, SocketAddr),
-        msg: &Message,
-        key: ServerKey,
-        (fwd, branch): (Bytes, &str),
+        req: &Req<'_>,
+        key: TxnKey,
+        (fwd, branch): (Bytes, &[u8]),
         dst: SocketAddr,
     ) {
+        let msg = req.msg;
         let invite = msg.method() == Some(Method::Invite);
-        let peer = msg.top_via().map_or(src, |v| route::reply_addr(&v, src));
+        let peer = req.reply_addr(src);
         let server = if invite {
             let mut s = InviteServer::new(msg.bytes().clone(), &self.timers);
             s.respond(
@@ -247,16 +283,13 @@ impl<R: Router> ProxyCore<R> {
         } else {
             Machine::NonInviteServer(NonInviteServer::new(msg.bytes().clone()))
         };
-        let Ok(sid) = self
-            .table
-            .insert(TxnKey::Server(key), txn(server, local, peer))
-        else {
+        let Ok(sid) = self.table.insert(key, txn(server, local, peer)) else {
             return;
         };
         // The forwarded request starts with its method token; the branch is ours.
         let method_len = msg.method_name().map_or(0, <[u8]>::len);
         debug_assert!(fwd.starts_with(msg.method_name().unwrap_or_default()));
-        let ckey = ClientKey::new(Bytes::from(branch.to_owned()), fwd.slice(..method_len));
+        let ckey = ClientKey::new(Bytes::copy_from_slice(branch), fwd.slice(..method_len));
         let client = if invite {
             Machine::InviteClient(InviteClient::new(now, fwd, &self.timers))
         } else {
@@ -291,10 +324,11 @@ impl<R: Router> ProxyCore<R> {
         now: Instant,
         src: SocketAddr,
         local: SocketAddr,
-        msg: &Message,
-        key: ServerKey,
+        req: Req<'_>,
+        key: TxnKey,
     ) {
-        if let Some(id) = self.table.find(&TxnKey::Server(key)) {
+        let msg = req.msg;
+        if let Some(id) = self.table.find(&key) {
             if let Some(ProxyTxn {
                 machine: Machine::InviteServer(s),
                 ..
@@ -306,18 +340,19 @@ impl<R: Router> ProxyCore<R> {
                 return;
             }
         }
-        if msg.max_forwards() == Ok(Some(0)) {
+        if req.max_forwards == Some(0) {
             return;
         }
-        let plan = route::plan(msg, &self.config, local);
+        let plan = route::plan(msg, &self.config, local, req.to_tag.is_some());
         if plan.to_us {
             return;
         }
         let Some(dst) = self.next_hop(now, msg, &plan) else {
             return;
         };
-        let branch = route::branch(self.config.branch_secret, msg);
-        if let Ok(fwd) = self.forward_bytes(msg, src, local, &plan, &branch, false) {
+        let loop_hash = route::loop_hash(self.config.branch_secret, msg, req.from_tag, req.to_tag);
+        let branch = route::branch(self.config.branch_secret, msg, req.via.as_ref(), loop_hash);
+        if let Ok(fwd) = self.forward_bytes(&req, src, local, &plan, &branch, false) {
             self.push(local, dst, fwd);
             self.stats.requests_forwarded += 1;
         }
@@ -331,13 +366,17 @@ impl<R: Router> ProxyCore<R> {
         src: SocketAddr,
         local: SocketAddr,
         msg: &Message,
-        key: ServerKey,
+        key: TxnKey,
     ) {
-        if let Some(id) = self.table.find(&TxnKey::Server(key.clone())) {
+        if let Some(id) = self.table.find(&key) {
             self.absorb_request(now, id);
             return;
         }
-        let Some(invite) = self.table.find(&TxnKey::Server(key.with_method(b"INVITE"))) else {
+        let TxnKey::Server(server_key) = &key else {
+            return;
+        };
+        let invite_key = TxnKey::Server(server_key.with_method(b"INVITE"));
+        let Some(invite) = self.table.find(&invite_key) else {
             self.reply_with(src, local, msg, 481, "Call/Transaction Does Not Exist", &[]);
             return;
         };
@@ -351,7 +390,7 @@ impl<R: Router> ProxyCore<R> {
         match self.table.has_room(2) {
             true => {
                 let t = txn(Machine::NonInviteServer(server), local, peer);
-                if let Ok(id) = self.table.insert(TxnKey::Server(key), t) {
+                if let Ok(id) = self.table.insert(key, t) {
                     self.settle(id);
                 }
             }

@@ -14,13 +14,14 @@ use crate::transaction::{response_to, ClientKey, TxnId, TxnKey, Verdict};
 
 impl<R: Router> ProxyCore<R> {
     pub(super) fn on_response(&mut self, now: Instant, local: SocketAddr, msg: &Message) {
-        if msg.validate().is_err() {
+        let Ok(parts) = msg.validated() else {
             self.stats.parse_errors += 1;
             return;
-        }
-        let Ok(key) = ClientKey::from_response(msg) else {
+        };
+        let Some(via) = parts.top_via else {
             return;
         };
+        let key = ClientKey::from_response_via(msg, &via);
         match self.table.find(&TxnKey::Client(key)) {
             Some(id) => self.on_branch_response(now, id, msg),
             None => self.forward_stray(local, msg),
@@ -174,7 +175,7 @@ impl<R: Router> ProxyCore<R> {
 /// The response without its top Via (ours), written by the editor; `None`
 /// when no Via would remain: such a response was meant for us (16.7 step 3).
 fn strip_top_via(msg: &Message) -> Option<Bytes> {
-    if msg.vias().take(2).count() < 2 {
+    if msg.via_values().take(2).count() < 2 {
         return None;
     }
     let mut e = Editor::new(msg);

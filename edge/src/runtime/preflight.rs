@@ -5,9 +5,10 @@ use std::io;
 
 use super::RuntimeError;
 
-/// The io_uring memory glommio registers per shard; it counts against
-/// RLIMIT_MEMLOCK unless the process has CAP_IPC_LOCK.
-pub(super) const IO_MEMORY_BYTES: usize = 1 << 20;
+/// Locked memory a shard's ring needs (rings, the provided-buffer ring),
+/// rounded up; it counts against RLIMIT_MEMLOCK on kernels that account
+/// io_uring memory that way, unless the process has CAP_IPC_LOCK.
+pub(super) const IO_MEMORY_BYTES: usize = 256 << 10;
 
 /// CAP_IPC_LOCK's bit in the capability sets of /proc/self/status.
 const CAP_IPC_LOCK_BIT: u32 = 14;
@@ -74,8 +75,12 @@ fn has_ipc_lock(status: &str) -> bool {
 
 /// The soft "Max locked memory" of /proc/self/limits; `None` when unlimited.
 fn memlock_soft_bytes(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max locked memory"))?;
-    let soft = line["Max locked memory".len()..].split_whitespace().next()?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max locked memory"))?;
+    let soft = line["Max locked memory".len()..]
+        .split_whitespace()
+        .next()?;
     soft.parse().ok()
 }
 
@@ -109,7 +114,8 @@ mod tests {
         let limits = "Limit                     Soft Limit           Hard Limit           Units\n\
                       Max locked memory         8388608              8388608              bytes\n";
         assert_eq!(memlock_soft_bytes(limits), Some(8_388_608));
-        let unlimited = "Max locked memory         unlimited            unlimited            bytes\n";
+        let unlimited =
+            "Max locked memory         unlimited            unlimited            bytes\n";
         assert_eq!(memlock_soft_bytes(unlimited), None);
     }
 

@@ -1,21 +1,19 @@
-//! One shard: a pinned glommio executor that owns sockets, a proxy core and
-//! the calls whose Call-ID hashes to it. Datagrams for calls owned elsewhere go
-//! to their owner over the channel mesh, one way and batched.
+//! One shard: a pinned thread that owns an io_uring ring over its sockets, a
+//! proxy core and the calls whose Call-ID hashes to it. Datagrams for calls
+//! owned elsewhere go to their owner over a per-pair channel, one way and
+//! batched per ring round, with one eventfd wake-up per batch.
 
-use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Barrier, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
-use glommio::channels::local_channel::{self, LocalSender};
-use glommio::net::UdpSocket;
-use glommio::{spawn_local, Task};
+use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use super::socket::ShardSockets;
+use super::uring::{Datagram, RingConfig, SendError, UdpRing, Waker};
 use super::StaticRoute;
 use crate::proxy::{ProxyConfig, ProxyCore, Transmit};
 use crate::sip::{owner_shard, peek_call_id};
@@ -27,252 +25,325 @@ pub(super) struct Handoff {
     local: SocketAddr,
 }
 
-/// What one mesh message carries: the handoffs of one receive burst.
+/// What one channel message carries: the handoffs of one ring round.
 pub(super) type Batch = Vec<Handoff>;
 
-/// Handoffs to one peer are sent when this many are waiting, or sooner when
-/// the receive loop runs dry.
-const HANDOFF_BATCH: usize = 32;
-/// Batches a peer's channel holds; beyond it handoffs are dropped and counted
+/// Batches a pair's channel holds; beyond it handoffs are dropped and counted
 /// (UDP peers retransmit), never buffered without bound.
 pub(super) const HANDOFF_QUEUE_BATCHES: usize = 1024;
-/// How often the shard fires due timers and checks for shutdown.
-const TICK: Duration = Duration::from_millis(10);
-/// Largest datagram read.
-const RECV_BUFFER_BYTES: usize = 65_535;
-/// Rounds of timer firing per tick; the rest waits for the next tick.
+/// The longest a shard waits in the ring: it bounds how late a stop signal is
+/// seen. Timers wake it sooner.
+const MAX_WAIT: Duration = Duration::from_millis(10);
+/// Transmits waiting for a free send slot; beyond it they are dropped and
+/// counted.
+const MAX_PENDING_TRANSMITS: usize = 65_536;
+/// Rounds of timer firing per loop; the core fires only as many timers as its
+/// transmit queue has room for.
 const MAX_TIMER_ROUNDS: usize = 16;
-/// Transmits taken from the core at a time before sending.
-const SEND_BATCH: usize = 64;
+
+/// The ring of one shard: 256 receive buffers of 16 KiB. A longer datagram is
+/// counted as truncated and dropped (SIP over UDP should stay under the path
+/// MTU, RFC 3261 18.1.1).
+pub(super) fn ring_config() -> RingConfig {
+    RingConfig {
+        entries: 512,
+        buffers: 256,
+        buffer_size: 16 * 1024,
+        send_slots: 1024,
+        send_buffer_size: 2048,
+        max_completions: 512,
+        defer_taskrun: true,
+    }
+}
+
+/// The channels of every shard pair and each shard's waker, exchanged once at
+/// start (the only lock, never touched per message).
+pub(super) struct Mesh {
+    shards: usize,
+    wakers: Mutex<Vec<Option<Waker>>>,
+    ready: Barrier,
+}
+
+impl Mesh {
+    pub(super) fn new(shards: usize) -> Self {
+        Mesh {
+            shards,
+            wakers: Mutex::new((0..shards).map(|_| None).collect()),
+            ready: Barrier::new(shards),
+        }
+    }
+
+    /// Publishes `waker` for shard `index`, waits for every shard, and
+    /// returns all wakers by shard index.
+    fn exchange(&self, index: usize, waker: Waker) -> Vec<Waker> {
+        if let Ok(mut all) = self.wakers.lock() {
+            all[index] = Some(waker);
+        }
+        self.ready.wait();
+        let all = self.wakers.lock().map(|w| w.clone()).unwrap_or_default();
+        all.into_iter().flatten().collect()
+    }
+}
+
+/// One-way channels: `senders[p]` goes to shard `p`, `receivers` come from
+/// every other shard.
+pub(super) struct Links {
+    pub senders: Vec<Option<Sender<Batch>>>,
+    pub receivers: Vec<Receiver<Batch>>,
+}
+
+/// A channel for every ordered pair of distinct shards.
+pub(super) fn links(shards: usize) -> Vec<Links> {
+    let mut all: Vec<Links> = (0..shards)
+        .map(|_| Links {
+            senders: (0..shards).map(|_| None).collect(),
+            receivers: Vec::new(),
+        })
+        .collect();
+    for from in 0..shards {
+        for to in (0..shards).filter(|&to| to != from) {
+            let (tx, rx) = crossbeam_channel::bounded(HANDOFF_QUEUE_BATCHES);
+            all[from].senders[to] = Some(tx);
+            all[to].receivers.push(rx);
+        }
+    }
+    all
+}
 
 /// Everything a shard is started with.
 pub(super) struct ShardSetup {
     pub index: usize,
+    pub core: usize,
     pub sockets: ShardSockets,
     pub proxy: ProxyConfig,
     pub router: StaticRoute,
     pub stop: Arc<AtomicBool>,
     pub grace: Duration,
-    pub mesh: MeshBuilder<Batch, Full>,
+    pub links: Links,
+    pub mesh: Arc<Mesh>,
 }
 
 /// Counters of the shell itself (the core counts protocol events).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct ShellCounters {
+pub struct ShellCounters {
+    /// Datagrams handed to their owner shard.
     pub handoffs_out: u64,
+    /// Datagrams received from other shards.
     pub handoffs_in: u64,
+    /// Handoffs dropped on a full channel.
     pub handoff_drops: u64,
-    pub send_errors: u64,
-    pub recv_errors: u64,
+    /// Transmits dropped: no send slot and the pending queue full, or refused.
+    pub send_drops: u64,
+    /// Ring errors (receive or send).
+    pub ring_errors: u64,
 }
 
 struct Shard {
     index: usize,
     shards: usize,
-    core: RefCell<ProxyCore<StaticRoute>>,
-    sockets: Vec<(SocketAddr, UdpSocket)>,
-    outbox: RefCell<Vec<Batch>>,
-    senders: Senders<Batch>,
-    flush: LocalSender<()>,
-    counters: Cell<ShellCounters>,
+    core: ProxyCore<StaticRoute>,
+    locals: Vec<SocketAddr>,
+    outbox: Vec<Batch>,
+    links: Links,
+    wakers: Vec<Waker>,
+    pending: VecDeque<Transmit>,
+    counters: ShellCounters,
 }
 
-/// Runs a shard until shutdown completes; returns its counters.
-pub(super) async fn run(setup: ShardSetup) -> ShellCounters {
-    let (senders, mut receivers) = match setup.mesh.join().await {
-        Ok(pair) => pair,
-        Err(e) => {
-            tracing::error!(shard = setup.index, error = %e, "could not join the shard mesh");
-            return ShellCounters::default();
+/// Runs a shard on the calling thread until shutdown completes.
+pub(super) fn run(setup: ShardSetup) -> Result<ShellCounters, String> {
+    if !core_affinity::set_for_current(core_affinity::CoreId { id: setup.core }) {
+        tracing::warn!(
+            shard = setup.index,
+            core = setup.core,
+            "could not pin to core"
+        );
+    }
+    let locals: Vec<SocketAddr> = setup.sockets.iter().map(|(a, _)| *a).collect();
+    let sockets = setup.sockets.into_iter().map(|(_, s)| s.into()).collect();
+    let ring = UdpRing::new(sockets, ring_config());
+    // Every shard must reach the exchange, even one whose ring failed, or the
+    // others would wait forever.
+    let waker = match &ring {
+        Ok(r) => Some(r.waker()),
+        Err(_) => None,
+    };
+    let wakers = match waker {
+        Some(w) => setup.mesh.exchange(setup.index, w),
+        None => {
+            setup.mesh.ready.wait();
+            Vec::new()
         }
     };
-    let shards = senders.nr_consumers();
-    let (flush, flush_rx) = local_channel::new_bounded(1);
-    let shard = Rc::new(Shard {
+    let mut ring = ring.map_err(|e| format!("cannot set up the io_uring ring: {e}"))?;
+    if wakers.len() != setup.mesh.shards {
+        setup.stop.store(true, Ordering::Relaxed);
+        return Err("another shard failed to start".into());
+    }
+    let mut shard = Shard {
         index: setup.index,
-        shards,
-        core: RefCell::new(ProxyCore::new(setup.proxy, setup.router)),
-        sockets: setup
-            .sockets
-            .into_iter()
-            .map(|(addr, s)| (addr, UdpSocket::from(s)))
-            .collect(),
-        outbox: RefCell::new((0..shards).map(|_| Vec::new()).collect()),
-        senders,
-        flush,
-        counters: Cell::new(ShellCounters::default()),
-    });
-    let mut tasks: Vec<Task<()>> = Vec::new();
-    for i in 0..shard.sockets.len() {
-        tasks.push(spawn_local(receive_loop(shard.clone(), i)));
-    }
-    for (_, stream) in receivers.streams() {
-        let shard = shard.clone();
-        tasks.push(spawn_local(async move {
-            while let Some(batch) = stream.recv().await {
-                shard.accept_handoffs(batch).await;
-            }
-        }));
-    }
-    let flusher = shard.clone();
-    tasks.push(spawn_local(async move {
-        while flush_rx.recv().await.is_some() {
-            flusher.flush_all();
-        }
-    }));
-    tick_until_drained(&shard, &setup.stop, setup.grace).await;
-    drop(tasks);
-    shard.counters.get()
-}
-
-/// Fires timers every tick; on a stop signal stops taking new calls and ends
-/// once the core is idle or the grace period is over.
-async fn tick_until_drained(shard: &Rc<Shard>, stop: &AtomicBool, grace: Duration) {
-    let mut deadline: Option<Instant> = None;
-    loop {
-        glommio::timer::sleep(TICK).await;
-        // Bounds how long a handoff waits when the receive loop never runs dry.
-        shard.flush_all();
-        let now = Instant::now();
-        fire_due_timers(shard, now).await;
-        if deadline.is_none() && stop.load(Ordering::Relaxed) {
-            shard.core.borrow_mut().begin_shutdown();
-            tracing::info!(shard = shard.index, "stopping: new calls get 503");
-            deadline = Some(now + grace);
-        }
-        if let Some(deadline) = deadline {
-            // Transactions that only absorb retransmissions need not hold us.
-            let live = shard.core.borrow().unfinished_transaction_count();
-            if live == 0 || now >= deadline {
-                tracing::info!(shard = shard.index, live, "stopped");
-                return;
-            }
-        }
-    }
-}
-
-/// Fires what is due, sending as it goes: the core fires only as many timers as
-/// its transmit queue has room for, so it may need several rounds.
-async fn fire_due_timers(shard: &Rc<Shard>, now: Instant) {
-    for _ in 0..MAX_TIMER_ROUNDS {
-        shard.core.borrow_mut().handle_timeout(now);
-        shard.send_pending().await;
-        let due = shard.core.borrow().poll_timeout().is_some_and(|t| t <= now);
-        if !due {
-            return;
-        }
-    }
-}
-
-async fn receive_loop(shard: Rc<Shard>, socket: usize) {
-    let mut buf = vec![0u8; RECV_BUFFER_BYTES];
-    loop {
-        let (local, sock) = &shard.sockets[socket];
-        match sock.recv_from(&mut buf).await {
-            Ok((n, src)) => shard.route_datagram(&buf[..n], src, *local).await,
-            Err(e) => {
-                shard.count(|c| c.recv_errors += 1);
-                tracing::debug!(shard = shard.index, error = %e, "receive failed");
-            }
-        }
-    }
+        shards: setup.mesh.shards,
+        core: ProxyCore::new(setup.proxy, setup.router),
+        locals,
+        outbox: (0..setup.mesh.shards).map(|_| Vec::new()).collect(),
+        links: setup.links,
+        wakers,
+        pending: VecDeque::new(),
+        counters: ShellCounters::default(),
+    };
+    shard.run_until_drained(&mut ring, &setup.stop, setup.grace);
+    let ring_counters = ring.counters();
+    tracing::debug!(shard = shard.index, ?ring_counters, "ring counters");
+    Ok(shard.counters)
 }
 
 impl Shard {
+    /// The shard loop: wait in the ring for datagrams, a wake-up or the next
+    /// timer; then hand off, take handoffs, fire timers and send. On a stop
+    /// signal, stop taking new calls and end once nothing is unfinished or
+    /// the grace period is over.
+    fn run_until_drained(&mut self, ring: &mut UdpRing, stop: &AtomicBool, grace: Duration) {
+        let mut deadline: Option<Instant> = None;
+        loop {
+            let wait = self.wait_time(Instant::now());
+            let round = ring.run_once(wait, |d, _| self.on_datagram(d));
+            if let Err(e) = round {
+                self.counters.ring_errors += 1;
+                tracing::warn!(shard = self.index, error = %e, "ring wait failed");
+            }
+            self.flush_handoffs();
+            self.take_handoffs();
+            let now = Instant::now();
+            self.fire_due_timers(now);
+            self.send_pending(ring);
+            if deadline.is_none() && stop.load(Ordering::Relaxed) {
+                self.core.begin_shutdown();
+                tracing::info!(shard = self.index, "stopping: new calls get 503");
+                deadline = Some(now + grace);
+            }
+            if let Some(deadline) = deadline {
+                // Transactions that only absorb retransmissions need not hold us.
+                let live = self.core.unfinished_transaction_count();
+                if live == 0 || now >= deadline {
+                    tracing::info!(shard = self.index, live, "stopped");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// How long the ring may wait: until the core's next timer, at most
+    /// `MAX_WAIT`, and not at all while transmits wait for send slots.
+    fn wait_time(&self, now: Instant) -> Duration {
+        if !self.pending.is_empty() {
+            return Duration::ZERO;
+        }
+        match self.core.poll_timeout() {
+            Some(at) => at.saturating_duration_since(now).min(MAX_WAIT),
+            None => MAX_WAIT,
+        }
+    }
+
     /// Handles a datagram here when this shard owns its call, else queues it
     /// for the owner. Without a Call-ID it stays here: the core rejects it.
-    async fn route_datagram(&self, datagram: &[u8], src: SocketAddr, local: SocketAddr) {
-        let owner = peek_call_id(datagram).map_or(self.index, |id| owner_shard(id, self.shards));
-        let bytes = Bytes::copy_from_slice(datagram);
+    fn on_datagram(&mut self, d: Datagram<'_>) {
+        let owner = peek_call_id(d.payload).map_or(self.index, |id| owner_shard(id, self.shards));
+        let Some(&local) = self.locals.get(d.socket) else {
+            return;
+        };
+        let bytes = Bytes::copy_from_slice(d.payload);
         if owner == self.index {
             self.core
-                .borrow_mut()
-                .handle_datagram(Instant::now(), src, local, bytes);
-            self.send_pending().await;
-            return;
-        }
-        let full = {
-            let mut outbox = self.outbox.borrow_mut();
-            outbox[owner].push(Handoff { bytes, src, local });
-            outbox[owner].len() >= HANDOFF_BATCH
-        };
-        if full {
-            self.flush_to(owner);
+                .handle_datagram(Instant::now(), d.src, local, bytes);
+            self.take_transmits();
         } else {
-            // The flusher runs once this receive loop waits: the end of a burst.
-            let _ = self.flush.try_send(());
+            self.outbox[owner].push(Handoff {
+                bytes,
+                src: d.src,
+                local,
+            });
         }
     }
 
-    fn flush_all(&self) {
+    /// Sends each peer its batch of this round and wakes it once.
+    fn flush_handoffs(&mut self) {
         for peer in 0..self.shards {
-            self.flush_to(peer);
-        }
-    }
-
-    fn flush_to(&self, peer: usize) {
-        let batch = std::mem::take(&mut self.outbox.borrow_mut()[peer]);
-        let n = batch.len() as u64;
-        if n == 0 {
-            return;
-        }
-        match self.senders.try_send_to(peer, batch) {
-            Ok(()) => self.count(|c| c.handoffs_out += n),
-            Err(_) => {
-                self.count(|c| c.handoff_drops += n);
-                tracing::debug!(shard = self.index, peer, n, "handoff queue full: dropped");
+            if self.outbox[peer].is_empty() {
+                continue;
             }
-        }
-    }
-
-    async fn accept_handoffs(&self, batch: Batch) {
-        let n = batch.len() as u64;
-        {
-            let mut core = self.core.borrow_mut();
-            let now = Instant::now();
-            for h in batch {
-                core.handle_datagram(now, h.src, h.local, h.bytes);
-            }
-        }
-        self.count(|c| c.handoffs_in += n);
-        self.send_pending().await;
-    }
-
-    /// Sends everything the core has queued, from the socket of each
-    /// transmit's local address.
-    async fn send_pending(&self) {
-        loop {
-            let batch: Vec<Transmit> = {
-                let mut core = self.core.borrow_mut();
-                std::iter::from_fn(|| core.poll_transmit())
-                    .take(SEND_BATCH)
-                    .collect()
+            let batch = std::mem::take(&mut self.outbox[peer]);
+            let n = batch.len() as u64;
+            let Some(tx) = &self.links.senders[peer] else {
+                continue;
             };
-            if batch.is_empty() {
+            match tx.try_send(batch) {
+                Ok(()) => {
+                    self.counters.handoffs_out += n;
+                    if self.wakers[peer].wake().is_err() {
+                        self.counters.ring_errors += 1;
+                    }
+                }
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                    self.counters.handoff_drops += n;
+                    tracing::debug!(shard = self.index, peer, n, "handoff channel full: dropped");
+                }
+            }
+        }
+    }
+
+    /// Handles every batch other shards have handed over.
+    fn take_handoffs(&mut self) {
+        for i in 0..self.links.receivers.len() {
+            while let Ok(batch) = self.links.receivers[i].try_recv() {
+                self.counters.handoffs_in += batch.len() as u64;
+                let now = Instant::now();
+                for h in batch {
+                    self.core.handle_datagram(now, h.src, h.local, h.bytes);
+                    self.take_transmits();
+                }
+            }
+        }
+    }
+
+    fn fire_due_timers(&mut self, now: Instant) {
+        for _ in 0..MAX_TIMER_ROUNDS {
+            if self.core.poll_timeout().is_none_or(|t| t > now) {
                 return;
             }
-            for t in batch {
-                self.send(t).await;
+            self.core.handle_timeout(now);
+            self.take_transmits();
+        }
+    }
+
+    /// Moves the core's transmits to the shell's queue, so the core's own
+    /// bounded queue never fills while the ring is busy.
+    fn take_transmits(&mut self) {
+        while let Some(t) = self.core.poll_transmit() {
+            if self.pending.len() >= MAX_PENDING_TRANSMITS {
+                self.counters.send_drops += 1;
+                continue;
+            }
+            self.pending.push_back(t);
+        }
+    }
+
+    /// Queues pending transmits in the ring until its send slots run out;
+    /// the rest go after the next round frees slots.
+    fn send_pending(&mut self, ring: &mut UdpRing) {
+        self.take_transmits();
+        while let Some(t) = self.pending.pop_front() {
+            let socket = self.locals.iter().position(|a| *a == t.local).unwrap_or(0);
+            match ring.send_bytes(socket, t.dst, t.payload.clone()) {
+                Ok(()) => {}
+                Err(SendError::Full) => {
+                    self.pending.push_front(t);
+                    return;
+                }
+                Err(e) => {
+                    self.counters.send_drops += 1;
+                    tracing::debug!(shard = self.index, dst = %t.dst, error = ?e, "send refused");
+                }
             }
         }
-    }
-
-    async fn send(&self, t: Transmit) {
-        let socket = self
-            .sockets
-            .iter()
-            .find(|(addr, _)| *addr == t.local)
-            .or_else(|| self.sockets.first());
-        let Some((_, socket)) = socket else { return };
-        if let Err(e) = socket.send_to(&t.payload, t.dst).await {
-            self.count(|c| c.send_errors += 1);
-            tracing::debug!(shard = self.index, dst = %t.dst, error = %e, "send failed");
-        }
-    }
-
-    fn count(&self, f: impl FnOnce(&mut ShellCounters)) {
-        let mut c = self.counters.get();
-        f(&mut c);
-        self.counters.set(c);
     }
 }

@@ -41,8 +41,18 @@ fn bind_one(addr: SocketAddr, config: &Config) -> io::Result<Socket> {
     socket.set_nonblocking(true)?;
     socket.set_recv_buffer_size(config.recv_buffer_bytes)?;
     socket.set_send_buffer_size(config.send_buffer_bytes)?;
-    warn_if_capped("SO_RCVBUF", "rmem_max", config.recv_buffer_bytes, socket.recv_buffer_size());
-    warn_if_capped("SO_SNDBUF", "wmem_max", config.send_buffer_bytes, socket.send_buffer_size());
+    warn_if_capped(
+        "SO_RCVBUF",
+        "rmem_max",
+        config.recv_buffer_bytes,
+        socket.recv_buffer_size(),
+    );
+    warn_if_capped(
+        "SO_SNDBUF",
+        "wmem_max",
+        config.send_buffer_bytes,
+        socket.send_buffer_size(),
+    );
     socket.bind(&addr.into())?;
     Ok(socket)
 }

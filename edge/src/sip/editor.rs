@@ -222,7 +222,12 @@ impl<'m> Editor<'m> {
         if taken {
             return Err(EditError::Overlap);
         }
-        self.sets.push((kind, name.to_owned()));
+        // The name is compared only for `Other`: no copy of a known one.
+        let name = match kind {
+            HeaderKind::Other => name.to_owned(),
+            _ => String::new(),
+        };
+        self.sets.push((kind, name));
         Ok(())
     }
 

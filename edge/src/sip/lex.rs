@@ -4,6 +4,30 @@
 //! Header values are kept as received, so folded values still hold their CRLFs;
 //! every helper here treats CR and LF as whitespace, which is what unfolding means.
 
+/// Below this length a plain loop finds a byte faster than `memchr`, whose
+/// setup costs more than the scan of a short URI or parameter.
+const SHORT: usize = 32;
+
+/// `memchr::memchr`, cheaper on the short slices of URIs and parameters.
+#[inline]
+pub(crate) fn find(needle: u8, s: &[u8]) -> Option<usize> {
+    if s.len() < SHORT {
+        s.iter().position(|&b| b == needle)
+    } else {
+        memchr::memchr(needle, s)
+    }
+}
+
+/// `memchr::memchr2`, cheaper on short slices.
+#[inline]
+pub(crate) fn find2(a: u8, b: u8, s: &[u8]) -> Option<usize> {
+    if s.len() < SHORT {
+        s.iter().position(|&c| c == a || c == b)
+    } else {
+        memchr::memchr2(a, b, s)
+    }
+}
+
 /// Characters of RFC 3261 `token`.
 const TOKEN_EXTRA: &[u8] = b"-.!%*_+`'~";
 /// Characters of `word` (Call-ID) beyond `token`.

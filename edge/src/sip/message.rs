@@ -87,6 +87,20 @@ impl<'a> ContentType<'a> {
     }
 }
 
+/// What [`Message::validated`] parsed: the values a proxy reads on every
+/// message.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Validated<'a> {
+    /// The top Via value (`None` when the Via headers hold no value).
+    pub top_via: Option<Via<'a>>,
+    /// The From header.
+    pub from: NameAddr<'a>,
+    /// The To header.
+    pub to: NameAddr<'a>,
+    /// Max-Forwards, if present.
+    pub max_forwards: Option<u8>,
+}
+
 /// A parsed SIP message: the received bytes and an index into them.
 ///
 /// Parsing checks the framing, the start line, that each header line is
@@ -573,14 +587,25 @@ impl Message {
     /// Via values: the gate before a proxy or registrar acts on a message.
     /// Expires, Date and unknown headers are not checked (a proxy forwards them).
     pub fn validate(&self) -> Result<(), ParseError> {
+        self.validated().map(|_| ())
+    }
+
+    /// [`Message::validate`], handing back the typed values it parsed that a
+    /// proxy reads on every message, so they need not be parsed again.
+    pub(crate) fn validated(&self) -> Result<Validated<'_>, ParseError> {
         // One pass counts the Via values and parses those within the limit; going
         // over the limit is reported before a malformed value.
         let mut via_count = 0;
         let mut via_error = None;
+        let mut top_via = None;
         for (v, _) in self.list_values(HeaderKind::Via, self.max_via_values + 1) {
             via_count += 1;
             if via_count <= self.max_via_values && via_error.is_none() {
-                via_error = Via::parse(v).err();
+                match Via::parse(v) {
+                    Ok(via) if via_count == 1 => top_via = Some(via),
+                    Ok(_) => {}
+                    Err(e) => via_error = Some(e),
+                }
             }
         }
         if via_count > self.max_via_values {
@@ -591,9 +616,9 @@ impl Message {
         if let Some(what) = via_error {
             return Err(bad(HeaderKind::Via)(what));
         }
-        self.from()?;
-        self.to()?;
-        self.max_forwards()?;
+        let from = self.from()?;
+        let to = self.to()?;
+        let max_forwards = self.max_forwards()?;
         self.content_type()?;
         self.validate_contacts()?;
         for route in self.routes().chain(self.record_routes()) {
@@ -619,7 +644,18 @@ impl Message {
                 return Err(bad(kind)("not a token list"));
             }
         }
-        Ok(())
+        Ok(Validated {
+            top_via,
+            from,
+            to,
+            max_forwards,
+        })
+    }
+
+    /// The raw Via values (top first, within the Via limit), unparsed.
+    pub(crate) fn via_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.list_values(HeaderKind::Via, self.max_via_values)
+            .map(|(v, _)| v)
     }
 
     fn validate_contacts(&self) -> Result<(), ParseError> {

@@ -32,8 +32,8 @@ impl<'a> NameAddr<'a> {
         }
         // A display name is tokens, so the `<` of a name-addr comes before any
         // `;` or `"`; a later one is inside a parameter of an addr-spec.
-        let display_end = memchr::memchr2(b';', b'"', v).unwrap_or(v.len());
-        if let Some(lt) = memchr::memchr(b'<', &v[..display_end]) {
+        let display_end = lex::find2(b';', b'"', v).unwrap_or(v.len());
+        if let Some(lt) = lex::find(b'<', &v[..display_end]) {
             let display = lex::trim(&v[..lt]);
             let tokens_only = display
                 .iter()
@@ -51,7 +51,7 @@ impl<'a> NameAddr<'a> {
         display: Option<&'a [u8]>,
         rest: &'a [u8],
     ) -> Result<NameAddr<'a>, &'static str> {
-        let gt = memchr::memchr(b'>', rest).ok_or("no closing >")?;
+        let gt = lex::find(b'>', rest).ok_or("no closing >")?;
         let uri = Uri::parse(&rest[1..gt])?;
         Ok(NameAddr {
             display,
@@ -62,7 +62,7 @@ impl<'a> NameAddr<'a> {
     }
 
     fn parse_addr_spec(v: &'a [u8]) -> Result<NameAddr<'a>, &'static str> {
-        let end = memchr::memchr(b';', v).unwrap_or(v.len());
+        let end = lex::find(b';', v).unwrap_or(v.len());
         let uri_raw = lex::trim_end(&v[..end]);
         if uri_raw.iter().any(|&b| b == b',' || b == b'?') {
             return Err("URI with , or ? must be enclosed in <>");
@@ -125,7 +125,7 @@ impl<'a> NameAddr<'a> {
 /// `qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] )`.
 fn parse_qvalue(v: &[u8]) -> Result<u16, &'static str> {
     const BAD: &str = "bad q-value";
-    let (int, frac) = match memchr::memchr(b'.', v) {
+    let (int, frac) = match lex::find(b'.', v) {
         Some(dot) => (&v[..dot], &v[dot + 1..]),
         None => (v, &v[v.len()..]),
     };

@@ -93,7 +93,7 @@ fn split_params(s: &[u8]) -> impl Iterator<Item = Result<&[u8], &'static str>> {
     std::iter::from_fn(move || {
         let r = rest?;
         let mut i = 0;
-        while let Some(j) = memchr::memchr2(b';', b'"', &r[i..]) {
+        while let Some(j) = lex::find2(b';', b'"', &r[i..]) {
             let j = i + j;
             if r[j] == b';' {
                 rest = Some(&r[j + 1..]);
@@ -113,7 +113,7 @@ fn split_params(s: &[u8]) -> impl Iterator<Item = Result<&[u8], &'static str>> {
 }
 
 fn to_param(piece: &[u8]) -> Param<'_> {
-    match memchr::memchr(b'=', piece) {
+    match lex::find(b'=', piece) {
         Some(eq) => Param {
             name: lex::trim(&piece[..eq]),
             value: Some(lex::trim(&piece[eq + 1..])),

@@ -77,7 +77,7 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_components(raw: &'a [u8]) -> UriResult<'a> {
-        let colon = memchr::memchr(b':', raw).ok_or("no scheme")?;
+        let colon = lex::find(b':', raw).ok_or("no scheme")?;
         let (scheme_raw, rest) = (&raw[..colon], &raw[colon + 1..]);
         let mut uri = Uri {
             raw,
@@ -106,7 +106,7 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_sip(&mut self, rest: &'a [u8]) -> Result<(), &'static str> {
-        let hostpart = match memchr::memchr(b'@', rest) {
+        let hostpart = match lex::find(b'@', rest) {
             Some(at) => {
                 self.parse_userinfo(&rest[..at])?;
                 &rest[at + 1..]
@@ -119,7 +119,7 @@ impl<'a> Uri<'a> {
             .unwrap_or(hostpart.len());
         self.parse_hostport(&hostpart[..hostport_end])?;
         let tail = &hostpart[hostport_end..];
-        let (params, headers) = match memchr::memchr(b'?', tail) {
+        let (params, headers) = match lex::find(b'?', tail) {
             Some(q) => (&tail[..q], Some(&tail[q + 1..])),
             None => (tail, None),
         };
@@ -135,7 +135,7 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_userinfo(&mut self, userinfo: &'a [u8]) -> Result<(), &'static str> {
-        let (user, password) = match memchr::memchr(b':', userinfo) {
+        let (user, password) = match lex::find(b':', userinfo) {
             Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
             None => (userinfo, None),
         };
@@ -154,10 +154,10 @@ impl<'a> Uri<'a> {
 
     fn parse_hostport(&mut self, hostport: &'a [u8]) -> Result<(), &'static str> {
         let (host_raw, port) = if hostport.first() == Some(&b'[') {
-            let close = memchr::memchr(b']', hostport).ok_or("unterminated IPv6 reference")?;
+            let close = lex::find(b']', hostport).ok_or("unterminated IPv6 reference")?;
             (&hostport[..=close], &hostport[close + 1..])
         } else {
-            match memchr::memchr(b':', hostport) {
+            match lex::find(b':', hostport) {
                 Some(c) => (&hostport[..c], &hostport[c..]),
                 None => (hostport, &hostport[hostport.len()..]),
             }
@@ -173,7 +173,7 @@ impl<'a> Uri<'a> {
     }
 
     fn parse_tel(&mut self, rest: &'a [u8]) -> Result<(), &'static str> {
-        let end = memchr::memchr(b';', rest).unwrap_or(rest.len());
+        let end = lex::find(b';', rest).unwrap_or(rest.len());
         let number = &rest[..end];
         let valid = |b: &u8| b.is_ascii_hexdigit() || b"*#+-.()pPwW".contains(b);
         if number.is_empty() || !number.iter().all(valid) {
@@ -390,7 +390,7 @@ fn uri_text_eq(a: &[u8], b: &[u8], ignore_case: bool) -> bool {
 fn split_pairs(s: &[u8], sep: u8) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
     s.split(move |&b| b == sep)
         .filter(|p| !p.is_empty())
-        .map(|p| match memchr::memchr(b'=', p) {
+        .map(|p| match lex::find(b'=', p) {
             Some(eq) => (&p[..eq], Some(&p[eq + 1..])),
             None => (p, None),
         })
@@ -494,7 +494,7 @@ fn check_headers(headers: &[u8]) -> Result<(), &'static str> {
         if i >= MAX_URI_ITEMS {
             return Err("too many URI headers");
         }
-        let eq = memchr::memchr(b'=', h).ok_or("URI header without =")?;
+        let eq = lex::find(b'=', h).ok_or("URI header without =")?;
         let (name, value) = (&h[..eq], &h[eq + 1..]);
         if name.is_empty()
             || !lex::is_uri_component(name, UriPart::Header)

@@ -127,7 +127,7 @@ fn expect_slash(s: &[u8]) -> Result<&[u8], &'static str> {
 
 fn split_host(s: &[u8]) -> Result<(&[u8], &[u8]), &'static str> {
     if s.first() == Some(&b'[') {
-        let close = memchr::memchr(b']', s).ok_or("unterminated IPv6 reference")?;
+        let close = lex::find(b']', s).ok_or("unterminated IPv6 reference")?;
         return Ok((&s[..=close], &s[close + 1..]));
     }
     let end = s

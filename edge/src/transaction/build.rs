@@ -30,10 +30,12 @@ pub fn response_to(
     }
     copy(&mut out, request, HeaderKind::From);
     if let Some(to) = request.header(HeaderKind::To) {
-        let has_tag = request.to().ok().and_then(|t| t.tag()).is_some();
         out.put_slice(b"To: ");
         out.put_slice(to.value);
-        if let (Some(tag), false, true) = (to_tag, has_tag, code > 100) {
+        // Parse the To only when a tag could be added.
+        let add =
+            to_tag.filter(|_| code > 100 && request.to().ok().and_then(|t| t.tag()).is_none());
+        if let Some(tag) = add {
             out.put_slice(b";tag=");
             out.put_slice(tag);
         }

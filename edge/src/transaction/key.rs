@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::sip::{Message, Method, ParseError};
+use crate::sip::{Message, Method, ParseError, Via};
 
 /// The RFC 3261 branch prefix that marks a transaction id.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -46,32 +46,40 @@ const INVITE: &[u8] = b"INVITE";
 impl ServerKey {
     /// The key of a received request (an ACK gets its INVITE's key).
     pub fn from_request(request: &Message) -> Result<ServerKey, ParseError> {
-        let buf = request.bytes();
         let via = request.top_via()?;
+        Ok(Self::from_parts(request, &via, || {
+            request.from().ok().and_then(|f| f.tag())
+        }))
+    }
+
+    /// The key of `request` whose top Via is `via`; `from_tag` is asked for
+    /// only by the RFC 2543 fallback.
+    pub(crate) fn from_parts<'m>(
+        request: &'m Message,
+        via: &Via<'m>,
+        from_tag: impl FnOnce() -> Option<&'m [u8]>,
+    ) -> ServerKey {
+        let buf = request.bytes();
         let method = match request.method() {
             Some(Method::Ack) => Bytes::from_static(INVITE),
             _ => sub(buf, request.method_name().unwrap_or_default()),
         };
         let branch = via.branch().unwrap_or_default();
         let legacy = (!branch.starts_with(MAGIC_COOKIE)).then(|| {
-            let from_tag = request
-                .from()
-                .ok()
-                .and_then(|f| f.tag())
-                .unwrap_or_default();
+            let from_tag = from_tag().unwrap_or_default();
             Box::new((
                 sub(buf, request.call_id()),
                 request.cseq().seq,
                 sub(buf, from_tag),
             ))
         });
-        Ok(ServerKey {
+        ServerKey {
             branch: sub(buf, branch),
             sent_by_host: sub(buf, via.host_raw()),
             sent_by_port: via.port().unwrap_or(5060),
             method,
             legacy,
-        })
+        }
     }
 
     /// The same transaction id for another method: a CANCEL's key with
@@ -97,12 +105,17 @@ impl ClientKey {
 
     /// The key a received response matches on.
     pub fn from_response(response: &Message) -> Result<ClientKey, ParseError> {
-        let buf = response.bytes();
         let via = response.top_via()?;
-        Ok(ClientKey {
+        Ok(Self::from_response_via(response, &via))
+    }
+
+    /// The key of `response` whose top Via is `via`.
+    pub(crate) fn from_response_via(response: &Message, via: &Via<'_>) -> ClientKey {
+        let buf = response.bytes();
+        ClientKey {
             branch: sub(buf, via.branch().unwrap_or_default()),
             method: sub(buf, response.cseq().method_name),
-        })
+        }
     }
 
     /// The key of a request as sent (top Via branch, method token).

@@ -1,7 +1,9 @@
 //! The bounded table of a shard's live transactions: a slab of entries, a hash
 //! index by [`TxnKey`] and one timer-wheel entry a transaction.
 
+use std::collections::hash_map::Entry as MapEntry;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::time::Instant;
 
 use super::key::TxnKey;
@@ -41,7 +43,7 @@ struct Slot<V> {
 pub struct TransactionTable<V> {
     slots: Vec<Slot<V>>,
     free: Vec<u32>,
-    index: HashMap<TxnKey, TxnId>,
+    index: HashMap<TxnKey, TxnId, KeyState>,
     wheel: TimerWheel<TxnId>,
     capacity: usize,
 }
@@ -52,7 +54,7 @@ impl<V> TransactionTable<V> {
         TransactionTable {
             slots: Vec::with_capacity(capacity.min(4096)),
             free: Vec::new(),
-            index: HashMap::with_capacity(capacity.min(4096)),
+            index: HashMap::with_capacity_and_hasher(capacity.min(4096), KeyState::new()),
             wheel: TimerWheel::new(capacity),
             capacity,
         }
@@ -93,9 +95,9 @@ impl<V> TransactionTable<V> {
         if !self.has_room(1) {
             return Err(TableError::Full);
         }
-        if self.index.contains_key(&key) {
+        let MapEntry::Vacant(vacant) = self.index.entry(key.clone()) else {
             return Err(TableError::Duplicate);
-        }
+        };
         let index = match self.free.pop() {
             Some(i) => i,
             None => {
@@ -112,7 +114,7 @@ impl<V> TransactionTable<V> {
             index,
             gen: slot.gen,
         };
-        self.index.insert(key.clone(), id);
+        vacant.insert(id);
         slot.entry = Some(Entry {
             key,
             value,
@@ -215,6 +217,105 @@ impl<V> TransactionTable<V> {
     }
 }
 
+/// The index's hasher: a multiply-fold hash keyed with two random words per
+/// table, drawn from std's per-process random keys. Branches and Call-IDs come
+/// from peers, so the keys keep them from choosing colliding values; it is
+/// much cheaper than SipHash on the short keys of the index.
+#[derive(Clone, Debug)]
+struct KeyState {
+    k0: u64,
+    k1: u64,
+}
+
+impl KeyState {
+    fn new() -> KeyState {
+        let random = RandomState::new();
+        KeyState {
+            k0: random.hash_one(0x243f_6a88_85a3_08d3_u64),
+            k1: random.hash_one(0x1319_8a2e_0370_7344_u64) | 1,
+        }
+    }
+}
+
+impl BuildHasher for KeyState {
+    type Hasher = KeyHasher;
+
+    fn build_hasher(&self) -> KeyHasher {
+        KeyHasher {
+            h: self.k0,
+            k: self.k1,
+        }
+    }
+}
+
+/// See [`KeyState`].
+struct KeyHasher {
+    h: u64,
+    k: u64,
+}
+
+/// The high and low halves of the 128-bit product, xored.
+#[inline]
+fn folded_multiply(a: u64, b: u64) -> u64 {
+    let p = u128::from(a) * u128::from(b);
+    (p as u64) ^ ((p >> 64) as u64)
+}
+
+impl KeyHasher {
+    #[inline]
+    fn mix(&mut self, word: u64) {
+        self.h = folded_multiply(self.h ^ word, self.k ^ 0x5851_f42d_4c95_7f2d);
+    }
+}
+
+impl Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.mix(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut w = [0u8; 8];
+            w[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(w) ^ ((rest.len() as u64) << 56));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.mix(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u16(&mut self, n: u16) {
+        self.mix(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u32(&mut self, n: u32) {
+        self.mix(u64::from(n));
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.mix(n);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        folded_multiply(self.h, self.k.rotate_left(23) | 1)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +361,20 @@ mod tests {
         out.clear();
         t.expire(t0 + Duration::from_secs(2), &mut out, 10);
         assert!(out.is_empty(), "a removed transaction's timer is gone");
+    }
+
+    #[test]
+    fn index_hasher_tells_keys_apart() {
+        let state = KeyState::new();
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..10_000u32 {
+            let k = key(n);
+            assert!(seen.insert(state.hash_one(&k)), "collision at {n}");
+            assert_eq!(state.hash_one(&k), state.hash_one(key(n)));
+        }
+        // Branches that differ only past a chunk boundary or in length.
+        let a = state.hash_one(key(12_345_678));
+        let b = state.hash_one(key(1_234_567));
+        assert_ne!(a, b);
     }
 }
