@@ -10,6 +10,7 @@
 #   corpus/edit/<name>.response      remove_top_via, then 0x00 + the message
 #   corpus/uri/<name>                Request-URIs of the messages, and pairs
 #                                    "a\0b" of the RFC 3261 19.1.4 examples
+#   corpus/dispatcher_list/*         Kamailio dispatcher.list examples
 #
 # The edit prefixes follow the layout of fuzz_targets/edit.rs (arbitrary 1.x):
 # a byte whose low bit says "another op", then the Op enum tag as a
@@ -54,5 +55,13 @@ pair ne3 'sip:a%3Bb@host' 'sip:a;b@host'
 pair tel 'tel:+1-201-555-0123;phone-context=example.com' 'tel:+12015550123;PHONE-CONTEXT=example.com'
 pair v6 'sips:alice:secret@[2001:db8::10]:5061;transport=tcp;lr?subject=hi&x=y' 'sips:alice:secret@[2001:DB8:0::10]:5061;lr;transport=TCP?x=y&subject=hi'
 pair other 'mailto:bob@example.com' 'MAILTO:bob@example.com'
+
+mkdir -p "$corpus/dispatcher_list"
+printf '%s\n' '# setid destination flags priority attrs' \
+    '1 sip:127.0.0.1:5080 0 0 duid=fs1;weight=50' \
+    '1 sip:[::1]:5090;transport=udp 8 10 duid=fs2;maxload=20;rweight=30' \
+    '2 sip:media.example.net 0 0 socket=udp:127.0.0.1:5060;ping_from=sip:edge@example.net' \
+    >"$corpus/dispatcher_list/basic.list"
+printf '1 sip:10.0.0.1:5060\r\n\t2 sips:h.example.com:5061 2 5\r\n' >"$corpus/dispatcher_list/crlf.list"
 
 echo "seeded $n messages into $corpus/{parse,edit} and URIs into $corpus/uri"
