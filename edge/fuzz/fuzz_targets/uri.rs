@@ -84,27 +84,6 @@ fn views(u: &Uri<'_>) {
     }
 }
 
-/// Decodes `%HH` escapes and lower-cases, the way `equivalent` compares names.
-fn fold(s: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'%' && i + 2 < s.len() {
-            if let (Some(h), Some(l)) = (hex(s[i + 1]), hex(s[i + 2])) {
-                // Keep escaped and literal bytes apart, as equivalent does for
-                // reserved characters: tag escaped ones.
-                out.extend_from_slice(&[0xff, (h << 4 | l).to_ascii_lowercase()]);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(s[i].to_ascii_lowercase());
-        i += 1;
-    }
-    out
-}
-
 fn check_self(u: &Uri<'_>) {
     let raw = u.as_bytes();
     // Re-parsing the URI's own text gives the same URI.

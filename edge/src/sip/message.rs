@@ -699,7 +699,7 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
     let mut fields: Vec<Field> = Vec::with_capacity(24.min(max_headers));
     let mut first = [NONE; HeaderKind::COUNT];
     loop {
-        let (line, next) = next_line(buf, pos).ok_or(Scan::NeedMore)?;
+        let (line, next) = next_header_line(buf, pos)?;
         if line.is_empty() {
             return Ok(Head {
                 start_line,
@@ -708,11 +708,6 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
                 headers_end: pos,
                 body_start: next,
             });
-        }
-        // A CR that does not end a line is not whitespace (RFC 3261 25.1); a peer
-        // that took it for a line end would see other headers than we do.
-        if memchr::memchr(b'\r', &buf[line.clone()]).is_some() {
-            return Err(ParseError::BadHeaderLine.into());
         }
         if buf[pos] == b' ' || buf[pos] == b'\t' {
             let last = fields.last_mut().ok_or(ParseError::BadHeaderLine)?;
@@ -737,6 +732,23 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
 /// The line starting at `pos` without its CRLF (a bare LF is accepted), and the
 /// offset after it; `None` if no LF follows.
 #[inline]
+/// Like [`next_line`] for the header section, in the same single scan: a CR
+/// that does not end its line is an error, not whitespace (RFC 3261 25.1); a
+/// peer that took it for a line end would see other headers than we do.
+#[inline]
+fn next_header_line(buf: &[u8], pos: usize) -> Result<(Range<usize>, usize), Scan> {
+    let rest = &buf[pos..];
+    let i = memchr::memchr2(b'\r', b'\n', rest).ok_or(Scan::NeedMore)?;
+    if rest[i] == b'\n' {
+        return Ok((pos..pos + i, pos + i + 1));
+    }
+    match rest.get(i + 1) {
+        Some(b'\n') => Ok((pos..pos + i, pos + i + 2)),
+        Some(_) => Err(ParseError::BadHeaderLine.into()),
+        None => Err(Scan::NeedMore),
+    }
+}
+
 fn next_line(buf: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
     let nl = pos + memchr::memchr(b'\n', &buf[pos..])?;
     let end = if nl > pos && buf[nl - 1] == b'\r' {
