@@ -14,12 +14,16 @@
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::dispatcher::{
+    parse_list, Algorithm, CodeSet, DestinationSets, DispatcherConfig, ListOptions, RouteRule,
+    RouterConfig, SetLimits, TomlDestination,
+};
 use crate::proxy::ProxyConfig;
 use crate::sip::{Host, Scheme, Uri};
 
@@ -76,6 +80,43 @@ max_transactions_per_shard = 100000
 [overload]
 # Retry-After in 503 responses sent on overload and shutdown, seconds.
 retry_after_s = 5
+
+[dispatcher]
+# A Kamailio dispatcher.list (setid uri flags priority attrs, one a line), re-read on SIGHUP;
+# or [[dispatcher.destination]] tables (set, uri, flags, priority, duid, weight, maxload, attrs).
+# With neither there is no dispatcher and initial requests go to sip.next_hop.
+# list = "/etc/edge/dispatcher.list"
+# Destination set of initial requests; [[dispatcher.route]] tables (method, set, algorithm) override it by method.
+set = 1
+# Selection algorithm by Kamailio number: 0 Call-ID, 1 From, 2 To, 3 R-URI hash, 4 round-robin,
+# 5 auth user hash, 6 random, 8 priority, 9 weight, 10 call load, 11 relative weight.
+algorithm = 4
+# An answered call with no BYE stops counting on its destination after this long, seconds.
+dialog_timeout_s = 43200
+# Most answered calls remembered per shard for the call load; beyond it the oldest is released.
+max_dialogs_per_shard = 100000
+
+[dispatcher.failover]
+# Destinations tried for one request, the first included (1 to 16).
+attempts = 3
+# Final response codes after which the request goes to the next destination.
+codes = [408, 500, 502, 503, 504]
+# An attempt with no response at all (not even 100) for this long goes to the next one, milliseconds.
+timeout_ms = 4000
+
+[dispatcher.health]
+# Time between two OPTIONS probes of one destination, milliseconds.
+interval_ms = 10000
+# A probe with no final response for this long has failed, milliseconds (at most interval_ms).
+timeout_ms = 5000
+# Failures in a row that make a destination inactive (Kamailio ds_probing_threshold).
+probing_threshold = 3
+# Successful probes in a row that bring an inactive one back (Kamailio ds_inactive_threshold).
+inactive_threshold = 2
+# Probe response codes that count as up besides any 2xx, e.g. [403, 404, 405, 501].
+accepted_codes = []
+# Probe every destination not flagged no-ping (32); false probes only those flagged probing (8).
+probe_all = true
 "#;
 
 /// A transport and address to listen on, written `udp:127.0.0.1:5060` or
@@ -195,6 +236,100 @@ pub struct Config {
     pub shutdown_grace_ms: u64,
     /// Proxy and transaction settings, per shard.
     pub proxy: ProxyConfig,
+    /// The dispatcher (`[dispatcher]`).
+    pub dispatcher: DispatcherSettings,
+}
+
+/// Where the dispatcher's destinations come from.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum DestinationSource {
+    /// No dispatcher: initial requests go to `sip.next_hop`.
+    #[default]
+    None,
+    /// A Kamailio `dispatcher.list` file, read at start and on SIGHUP.
+    List(PathBuf),
+    /// `[[dispatcher.destination]]` tables, checked at load.
+    Inline(DestinationSets),
+}
+
+/// The `[dispatcher]` section.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct DispatcherSettings {
+    /// The destinations.
+    pub source: DestinationSource,
+    /// Route rules, dialog timeout and table size.
+    pub router: RouterConfig,
+    /// Failover and health.
+    pub dispatcher: DispatcherConfig,
+}
+
+/// Destination sets read from their source, names resolved.
+#[derive(Clone, Debug)]
+pub struct LoadedSets {
+    /// The sets.
+    pub sets: DestinationSets,
+    /// Lines skipped (bad URIs), with file and line, and names that did not resolve.
+    pub warnings: Vec<String>,
+}
+
+impl DispatcherSettings {
+    /// The source for logs: `none`, the list file, or `inline`.
+    pub fn source_name(&self) -> String {
+        match &self.source {
+            DestinationSource::None => "none".into(),
+            DestinationSource::List(p) => p.display().to_string(),
+            DestinationSource::Inline(_) => "inline".into(),
+        }
+    }
+
+    /// Is a dispatcher configured (a list file or inline destinations)?
+    pub fn is_configured(&self) -> bool {
+        self.source != DestinationSource::None
+    }
+
+    /// Reads the destinations (the list file, or the inline ones) and
+    /// resolves host names (A/AAAA, first address) with the system resolver:
+    /// blocking, for the main thread only. `None` without a dispatcher; an
+    /// error names the file and line.
+    pub fn load_sets(&self) -> Result<Option<LoadedSets>, String> {
+        let (sets, mut warnings) = match &self.source {
+            DestinationSource::None => return Ok(None),
+            DestinationSource::Inline(sets) => (sets.clone(), Vec::new()),
+            DestinationSource::List(path) => {
+                let file = path.display().to_string();
+                let text = std::fs::read(path).map_err(|e| format!("{file}: cannot read: {e}"))?;
+                let parsed =
+                    parse_list(&text, &file, &ListOptions::default()).map_err(|e| e.to_string())?;
+                let mut warnings: Vec<String> =
+                    parsed.skipped.iter().map(ToString::to_string).collect();
+                if parsed.skipped_total > parsed.skipped.len() {
+                    warnings.push(format!(
+                        "{file}: {} more lines skipped",
+                        parsed.skipped_total - parsed.skipped.len()
+                    ));
+                }
+                (parsed.sets, warnings)
+            }
+        };
+        let resolved = sets.resolved(|name, port, transport| {
+            use std::net::ToSocketAddrs;
+            let port = port.unwrap_or(transport.default_port());
+            let addr = (name, port)
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next());
+            if addr.is_none() {
+                warnings.push(format!(
+                    "`{name}` does not resolve: its destinations take no calls"
+                ));
+            }
+            addr
+        });
+        Ok(Some(LoadedSets {
+            sets: resolved,
+            warnings,
+        }))
+    }
 }
 
 impl Default for Config {
@@ -213,6 +348,7 @@ impl Default for Config {
             next_hop: None,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             proxy: ProxyConfig::default(),
+            dispatcher: DispatcherSettings::default(),
         }
     }
 }
@@ -294,6 +430,8 @@ pub struct Overrides {
     pub next_hop: Option<String>,
     /// `--cores N`: run on the first N cores, `0..N`; replaces `runtime.cores`.
     pub cores: Option<usize>,
+    /// `--dispatcher-list FILE`: replaces `dispatcher.list` (and inline destinations).
+    pub dispatcher_list: Option<PathBuf>,
 }
 
 impl Config {
@@ -336,7 +474,17 @@ impl Config {
             listen,
             next_hop,
             cores,
+            dispatcher_list,
         } = overrides;
+        if let Some(path) = dispatcher_list {
+            if path.as_os_str().is_empty() {
+                return Err(ConfigError::Flag {
+                    flag: "--dispatcher-list".into(),
+                    message: "needs a file name".into(),
+                });
+            }
+            self.dispatcher.source = DestinationSource::List(path);
+        }
         if let Some(hop) = next_hop {
             check_next_hop(&hop).map_err(|message| ConfigError::Flag {
                 flag: "--next-hop".into(),
@@ -426,6 +574,48 @@ struct RawConfig {
     runtime: Option<RawRuntime>,
     transaction: Option<RawTransaction>,
     overload: Option<RawOverload>,
+    dispatcher: Option<RawDispatcher>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDispatcher {
+    list: Option<Spanned<String>>,
+    set: Option<u32>,
+    algorithm: Option<Spanned<u32>>,
+    dialog_timeout_s: Option<Spanned<u64>>,
+    max_dialogs_per_shard: Option<Spanned<usize>>,
+    failover: Option<RawFailover>,
+    health: Option<RawHealth>,
+    route: Option<Vec<RawRoute>>,
+    destination: Option<Spanned<Vec<Spanned<TomlDestination>>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFailover {
+    attempts: Option<Spanned<u8>>,
+    codes: Option<Vec<Spanned<u16>>>,
+    timeout_ms: Option<Spanned<u64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    interval_ms: Option<Spanned<u64>>,
+    timeout_ms: Option<Spanned<u64>>,
+    probing_threshold: Option<Spanned<u8>>,
+    inactive_threshold: Option<Spanned<u8>>,
+    accepted_codes: Option<Vec<Spanned<u16>>>,
+    probe_all: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    method: Spanned<String>,
+    set: Option<u32>,
+    algorithm: Option<Spanned<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -520,7 +710,188 @@ impl Validator<'_> {
                 config.proxy.retry_after_s = r;
             }
         }
+        if let Some(d) = raw.dispatcher {
+            self.dispatcher(d, &mut config.dispatcher)?;
+        }
         Ok(config)
+    }
+
+    fn algorithm(&self, n: Spanned<u32>, field: &str) -> Result<Algorithm, ConfigError> {
+        Algorithm::from_number(*n.get_ref()).ok_or_else(|| {
+            self.invalid(
+                n.span(),
+                field,
+                format!(
+                    "unknown algorithm {}; Kamailio numbers 0-6 and 8-11 are supported",
+                    n.get_ref()
+                ),
+            )
+        })
+    }
+
+    fn codes(
+        &self,
+        codes: Vec<Spanned<u16>>,
+        field: &str,
+        range: (u16, u16),
+    ) -> Result<Vec<u16>, ConfigError> {
+        codes
+            .into_iter()
+            .map(|c| match *c.get_ref() {
+                n if (range.0..=range.1).contains(&n) => Ok(n),
+                n => Err(self.invalid(
+                    c.span(),
+                    field,
+                    format!("{n} is not a status code in {}..={}", range.0, range.1),
+                )),
+            })
+            .collect()
+    }
+
+    fn dispatcher(
+        &self,
+        raw: RawDispatcher,
+        out: &mut DispatcherSettings,
+    ) -> Result<(), ConfigError> {
+        let router = &mut out.router;
+        if let Some(set) = raw.set {
+            router.default_rule.set = set;
+        }
+        if let Some(a) = raw.algorithm {
+            router.default_rule.algorithm = self.algorithm(a, "dispatcher.algorithm")?;
+        }
+        if let Some(t) = raw.dialog_timeout_s {
+            let s = self.nonzero(Some(t), "dispatcher.dialog_timeout_s", 0, "seconds")?;
+            router.dialog_timeout = std::time::Duration::from_secs(s);
+        }
+        router.max_dialogs = self.nonzero(
+            raw.max_dialogs_per_shard,
+            "dispatcher.max_dialogs_per_shard",
+            router.max_dialogs,
+            "calls",
+        )?;
+        for r in raw.route.unwrap_or_default() {
+            let method = r.method.get_ref().trim().to_ascii_uppercase();
+            if method.is_empty()
+                || !method
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+            {
+                return Err(self.invalid(
+                    r.method.span(),
+                    "dispatcher.route.method",
+                    "must be a SIP method token, e.g. \"MESSAGE\"",
+                ));
+            }
+            let rule = RouteRule {
+                set: r.set.unwrap_or(router.default_rule.set),
+                algorithm: match r.algorithm {
+                    Some(a) => self.algorithm(a, "dispatcher.route.algorithm")?,
+                    None => router.default_rule.algorithm,
+                },
+            };
+            router.method_rules.retain(|(m, _)| *m != method);
+            router.method_rules.push((method, rule));
+        }
+        let failover = &mut out.dispatcher.failover;
+        if let Some(f) = raw.failover {
+            if let Some(a) = f.attempts {
+                let max = crate::dispatcher::MAX_CANDIDATES as u8;
+                if !(1..=max).contains(a.get_ref()) {
+                    return Err(self.invalid(
+                        a.span(),
+                        "dispatcher.failover.attempts",
+                        format!("must be 1 to {max}"),
+                    ));
+                }
+                failover.max_attempts = a.into_inner();
+            }
+            if let Some(codes) = f.codes {
+                failover.codes =
+                    CodeSet::of(&self.codes(codes, "dispatcher.failover.codes", (300, 699))?);
+            }
+            let ms = self.nonzero(
+                f.timeout_ms,
+                "dispatcher.failover.timeout_ms",
+                failover.attempt_timeout.as_millis() as u64,
+                "milliseconds",
+            )?;
+            failover.attempt_timeout = std::time::Duration::from_millis(ms);
+        }
+        let health = &mut out.dispatcher.health;
+        if let Some(h) = raw.health {
+            let ms = |d: std::time::Duration| d.as_millis() as u64;
+            let interval = self.nonzero(
+                h.interval_ms,
+                "dispatcher.health.interval_ms",
+                ms(health.probe_interval),
+                "milliseconds",
+            )?;
+            health.probe_interval = std::time::Duration::from_millis(interval);
+            let timeout = self.nonzero(
+                h.timeout_ms,
+                "dispatcher.health.timeout_ms",
+                ms(health.probe_timeout),
+                "milliseconds",
+            )?;
+            health.probe_timeout = std::time::Duration::from_millis(timeout);
+            health.probing_threshold = self.nonzero(
+                h.probing_threshold,
+                "dispatcher.health.probing_threshold",
+                health.probing_threshold,
+                "failures",
+            )?;
+            health.inactive_threshold = self.nonzero(
+                h.inactive_threshold,
+                "dispatcher.health.inactive_threshold",
+                health.inactive_threshold,
+                "probes",
+            )?;
+            if let Some(codes) = h.accepted_codes {
+                let mut set = CodeSet::range(200, 299);
+                for c in self.codes(codes, "dispatcher.health.accepted_codes", (100, 699))? {
+                    set.insert(c);
+                }
+                health.accepted_codes = set;
+            }
+            if let Some(all) = h.probe_all {
+                health.probe_all = all;
+            }
+        }
+        match (raw.list, raw.destination) {
+            (Some(list), Some(dests)) if !dests.get_ref().is_empty() => {
+                return Err(self.invalid(
+                    list.span(),
+                    "dispatcher.list",
+                    "give either a list file or [[dispatcher.destination]] tables, not both",
+                ));
+            }
+            (Some(list), _) => {
+                if list.get_ref().trim().is_empty() {
+                    return Err(self.invalid(list.span(), "dispatcher.list", "needs a file name"));
+                }
+                out.source = DestinationSource::List(PathBuf::from(list.into_inner()));
+            }
+            (None, Some(dests)) if !dests.get_ref().is_empty() => {
+                let dests = dests.into_inner();
+                let spans: Vec<Range<usize>> = dests.iter().map(Spanned::span).collect();
+                let entries: Vec<TomlDestination> =
+                    dests.into_iter().map(Spanned::into_inner).collect();
+                let sets = DestinationSets::from_toml(&entries, self.file, &SetLimits::default())
+                    .map_err(|e| {
+                    let span = match &e.origin {
+                        crate::dispatcher::Origin::Entry { index, .. } => {
+                            spans.get(*index).cloned().unwrap_or(0..0)
+                        }
+                        _ => spans.first().cloned().unwrap_or(0..0),
+                    };
+                    self.invalid(span, "dispatcher.destination", e.kind.to_string())
+                })?;
+                out.source = DestinationSource::Inline(sets);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     fn sip(&self, sip: RawSip, config: &mut Config) -> Result<(), ConfigError> {

@@ -397,6 +397,7 @@ fn flags_override_the_file() {
         listen: vec![udp("127.0.0.1:6000"), udp("[::1]:6000")],
         next_hop: Some("sip:127.0.0.1:7000".into()),
         cores: Some(3),
+        dispatcher_list: None,
     })
     .unwrap();
     // --listen replaces the whole list, not appends.
@@ -470,8 +471,14 @@ fn printed_config_comments_every_field() {
         }
     }
     // log_level, 3 in [sip] (next_hop commented out), 4 in [runtime],
-    // 5 in [transaction], 1 in [overload]: every field of the file.
-    assert_eq!(keys, 14);
+    // 5 in [transaction], 1 in [overload], 5 in [dispatcher] (list commented
+    // out), 3 in [dispatcher.failover], 6 in [dispatcher.health]: every
+    // field of the file.
+    assert_eq!(keys, 28);
+    // The dispatcher list example, uncommented, is accepted.
+    let with_list = DEFAULT_CONFIG_TOML.replace("# list = ", "list = ");
+    let c = Config::from_toml_str(&with_list).unwrap();
+    assert!(c.dispatcher.is_configured());
     // The next_hop example, uncommented, is accepted.
     let with_hop = DEFAULT_CONFIG_TOML.replace("# next_hop = ", "next_hop = ");
     let c = Config::from_toml_str(&with_hop).unwrap();
@@ -537,5 +544,157 @@ proptest! {
         let a = ListenAddr::udp(SocketAddr::new(ip, port));
         let back: ListenAddr = a.to_string().parse().unwrap();
         prop_assert_eq!(back, a);
+    }
+}
+
+// ---- [dispatcher] ----------------------------------------------------------
+
+mod dispatcher {
+    use super::*;
+    use edge::config::DestinationSource;
+    use edge::dispatcher::Algorithm;
+    use std::time::Duration;
+
+    #[test]
+    fn defaults_mean_no_dispatcher() {
+        let c = Config::default();
+        assert!(!c.dispatcher.is_configured());
+        assert_eq!(c.dispatcher.router.default_rule.set, 1);
+        assert_eq!(
+            c.dispatcher.router.default_rule.algorithm,
+            Algorithm::RoundRobin
+        );
+        assert_eq!(c.dispatcher.dispatcher.failover.max_attempts, 3);
+        assert!(c.dispatcher.load_sets().unwrap().is_none());
+    }
+
+    #[test]
+    fn every_field_is_read() {
+        let text = r#"
+[dispatcher]
+list = "/tmp/d.list"
+set = 2
+algorithm = 9
+dialog_timeout_s = 60
+max_dialogs_per_shard = 10
+
+[[dispatcher.route]]
+method = "message"
+set = 3
+algorithm = 6
+
+[dispatcher.failover]
+attempts = 2
+codes = [503]
+timeout_ms = 500
+
+[dispatcher.health]
+interval_ms = 1000
+timeout_ms = 400
+probing_threshold = 1
+inactive_threshold = 1
+accepted_codes = [404]
+probe_all = false
+"#;
+        let c = Config::from_toml_str(text).unwrap();
+        let d = &c.dispatcher;
+        assert_eq!(d.source, DestinationSource::List("/tmp/d.list".into()));
+        assert_eq!(d.router.default_rule.set, 2);
+        assert_eq!(d.router.default_rule.algorithm, Algorithm::Weight);
+        assert_eq!(d.router.dialog_timeout, Duration::from_secs(60));
+        assert_eq!(d.router.max_dialogs, 10);
+        assert_eq!(d.router.method_rules.len(), 1);
+        assert_eq!(d.router.method_rules[0].0, "MESSAGE");
+        assert_eq!(d.router.method_rules[0].1.set, 3);
+        assert_eq!(d.router.method_rules[0].1.algorithm, Algorithm::Random);
+        let f = &d.dispatcher.failover;
+        assert_eq!(f.max_attempts, 2);
+        assert!(f.codes.contains(503) && !f.codes.contains(500));
+        assert_eq!(f.attempt_timeout, Duration::from_millis(500));
+        let h = &d.dispatcher.health;
+        assert_eq!(h.probe_interval, Duration::from_secs(1));
+        assert_eq!(h.probe_timeout, Duration::from_millis(400));
+        assert_eq!((h.probing_threshold, h.inactive_threshold), (1, 1));
+        assert!(h.accepted_codes.contains(404) && h.accepted_codes.contains(204));
+        assert!(!h.probe_all);
+    }
+
+    #[test]
+    fn inline_destinations_are_checked_with_their_line() {
+        let text = "[dispatcher]\n\n[[dispatcher.destination]]\nset = 1\nuri = \"sip:127.0.0.1:5070\"\nweight = 60\n\n[[dispatcher.destination]]\nset = 1\nuri = \"sip:127.0.0.1:5071\"\nduid = \"b\"\n";
+        let c = Config::from_toml_str(text).unwrap();
+        let loaded = c.dispatcher.load_sets().unwrap().unwrap();
+        assert_eq!(loaded.sets.destination_count(), 2);
+        let bad = text.replace("sip:127.0.0.1:5071", "http://x");
+        assert_error(&bad, "dispatcher.destination", 8);
+        let unknown = text.replace("duid = \"b\"", "color = \"b\"");
+        let err = Config::from_toml_str(&unknown).unwrap_err();
+        assert_eq!(err.line(), Some(11), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_field_and_line() {
+        assert_error("[dispatcher]\nalgorithm = 7\n", "dispatcher.algorithm", 2);
+        assert_error(
+            "[dispatcher]\n[dispatcher.failover]\nattempts = 0\n",
+            "dispatcher.failover.attempts",
+            3,
+        );
+        assert_error(
+            "[dispatcher]\n[dispatcher.failover]\ncodes = [200]\n",
+            "dispatcher.failover.codes",
+            3,
+        );
+        assert_error(
+            "[dispatcher.health]\ninterval_ms = 0\n",
+            "dispatcher.health.interval_ms",
+            2,
+        );
+        assert_error(
+            "[dispatcher]\nlist = \"a.list\"\n[[dispatcher.destination]]\nset = 1\nuri = \"sip:127.0.0.1\"\n",
+            "dispatcher.list",
+            2,
+        );
+    }
+
+    #[test]
+    fn the_list_flag_replaces_the_file() {
+        let mut c = Config::default();
+        c.apply_overrides(Overrides {
+            dispatcher_list: Some("/etc/edge/d.list".into()),
+            ..Overrides::default()
+        })
+        .unwrap();
+        assert_eq!(
+            c.dispatcher.source,
+            DestinationSource::List("/etc/edge/d.list".into())
+        );
+    }
+
+    #[test]
+    fn a_list_file_loads_with_file_and_line_in_errors() {
+        let dir = std::env::temp_dir().join(format!("edge-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("d.list");
+        std::fs::write(
+            &path,
+            "# sets\n1 sip:127.0.0.1:5070 0 0 weight=50\n1 sip:localhost:5071\n",
+        )
+        .unwrap();
+        let mut c = Config::default();
+        c.dispatcher.source = DestinationSource::List(path.clone());
+        let loaded = c.dispatcher.load_sets().unwrap().unwrap();
+        assert_eq!(loaded.sets.destination_count(), 2);
+        let all_resolved = loaded
+            .sets
+            .sets()
+            .iter()
+            .flat_map(|s| &s.destinations)
+            .all(|d| d.target.addr.is_some());
+        assert!(all_resolved, "localhost resolves");
+        std::fs::write(&path, "1 sip:127.0.0.1:5070\nx sip:127.0.0.1:5071\n").unwrap();
+        let err = c.dispatcher.load_sets().unwrap_err();
+        assert!(err.contains("d.list:2"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

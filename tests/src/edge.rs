@@ -112,6 +112,14 @@ impl Edge {
         self
     }
 
+    /// `--dispatcher-list FILE`: route initial requests with the dispatcher
+    /// over this Kamailio `dispatcher.list` (settings from [`Edge::config_toml`]).
+    pub fn dispatcher_list(mut self, path: impl Into<PathBuf>) -> Self {
+        self.args.push("--dispatcher-list".into());
+        self.args.push(path.into().into_os_string());
+        self
+    }
+
     /// `--cores N` (default 1); `None` leaves it to the config (all cores).
     pub fn cores(mut self, n: impl Into<Option<u32>>) -> Self {
         self.cores = n.into();
@@ -316,6 +324,36 @@ impl EdgeProcess {
     /// Sends one OPTIONS to it and returns the status line of the answer.
     pub fn options_ping(&self, timeout: Duration) -> io::Result<String> {
         options_ping(self.addr, timeout)
+    }
+
+    /// Sends SIGHUP (re-read the dispatcher list) and returns at once. The
+    /// signal goes to `edge` itself, not to its `timeout` wrapper (which
+    /// would pass a SIGHUP on and exit).
+    pub fn reload(&self) -> io::Result<()> {
+        let status = Command::new("pkill")
+            .args(["-HUP", "-P", &self.process.pid().to_string()])
+            .status()?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(io::Error::other(format!("pkill -HUP -P: {status}")))
+        }
+    }
+
+    /// Waits, at most `bound`, until the log holds a line containing every
+    /// one of `parts`; returns that line.
+    pub fn wait_for_log(&self, parts: &[&str], bound: Duration) -> Option<String> {
+        let deadline = Instant::now() + bound;
+        loop {
+            let log = strip_ansi(&self.log());
+            if let Some(line) = log.lines().find(|l| parts.iter().all(|p| l.contains(p))) {
+                return Some(line.to_owned());
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Sends SIGTERM (graceful shutdown) and returns at once.

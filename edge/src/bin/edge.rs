@@ -41,6 +41,10 @@ struct RunArgs {
     /// Where initial requests go, a `sip:` URI with an IP host; replaces `sip.next_hop`.
     #[arg(long, value_name = "URI")]
     next_hop: Option<String>,
+    /// A Kamailio `dispatcher.list` to route initial requests by (re-read on
+    /// SIGHUP); replaces `dispatcher.list` and inline destinations of the file.
+    #[arg(long, value_name = "FILE")]
+    dispatcher_list: Option<PathBuf>,
     /// Run on the first N cores (0..N); replaces `runtime.cores`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     cores: Option<u32>,
@@ -83,6 +87,7 @@ fn run(args: RunArgs) -> ExitCode {
     tracing::info!(
         listen = ?config.listen.iter().map(ToString::to_string).collect::<Vec<_>>(),
         next_hop = config.next_hop.as_deref().unwrap_or("none"),
+        dispatcher = ?config.dispatcher.source_name(),
         cores = ?config.cores,
         "edge starting"
     );
@@ -101,6 +106,7 @@ fn load_config(args: &RunArgs) -> Result<Config, edge::config::ConfigError> {
         listen: args.listen.clone(),
         next_hop: args.next_hop.clone(),
         cores: args.cores.map(|n| n as usize),
+        dispatcher_list: args.dispatcher_list.clone(),
     })?;
     Ok(config)
 }

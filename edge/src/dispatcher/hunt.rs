@@ -226,6 +226,11 @@ impl Hunt {
         self.done
     }
 
+    /// Does it count call load (an initial INVITE)?
+    pub fn tracks_load(&self) -> bool {
+        self.track_load
+    }
+
     fn fail_over(&mut self, d: &mut Dispatcher, now: Instant, code: u16) -> HuntVerdict {
         if let Some(dest) = self.current {
             d.report_failure(dest);

@@ -19,6 +19,9 @@
 //!   summed across shards by the shell from [`Dispatcher::load_snapshot`].
 //! - [`Dispatcher::reload`] swaps in a new snapshot keeping the state and counters
 //!   of destinations that stay.
+//! - [`DispatchRouter`] puts all of it behind the proxy's
+//!   [`Router`](crate::proxy::Router) seam: route rules (method to set and
+//!   algorithm), hunts, answered calls by Call-ID for the call load, probes.
 
 #![warn(missing_docs)]
 
@@ -26,6 +29,7 @@ mod hash;
 mod health;
 mod hunt;
 mod list;
+mod router;
 mod select;
 mod sets;
 mod state;
@@ -36,6 +40,7 @@ pub use health::{
 };
 pub use hunt::{CodeSet, FailoverConfig, Hunt, HuntVerdict};
 pub use list::{format_list, parse_list, ListOptions, ListParse};
+pub use router::{DispatchRouter, RouteRule, RouterConfig, RouterStats};
 pub use select::{Algorithm, Candidates, SelectionInput, MAX_CANDIDATES};
 pub use sets::{
     Attrs, DestKey, Destination, DestinationSet, DestinationSets, DestinationSpec, LoadError,

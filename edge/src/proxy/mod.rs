@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+mod hunt;
 mod request;
 mod response;
 mod route;
@@ -103,11 +104,113 @@ pub struct Transmit {
     pub payload: Bytes,
 }
 
-/// Where an initial request goes: the seam the dispatcher replaces.
+/// Where an initial request goes, with the router's failover state for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteChoice<H> {
+    /// The first destination.
+    pub dst: SocketAddr,
+    /// The router's state for trying further destinations (`None`: no
+    /// failover, the branch ends the request as it would without a router).
+    pub hunt: Option<H>,
+}
+
+impl<H> RouteChoice<H> {
+    /// One fixed destination, no failover.
+    pub fn to(dst: SocketAddr) -> Self {
+        RouteChoice { dst, hunt: None }
+    }
+}
+
+/// What the proxy does after a response to (or the attempt timer of) a
+/// request the router hunts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HuntStep {
+    /// As without a router: forward the response upstream.
+    Forward,
+    /// Send the request again, on a new branch, to this address; the
+    /// response that caused it is not forwarded (a branch that saw a
+    /// provisional is cancelled).
+    Retry(SocketAddr),
+    /// Nothing left to try: the failing response goes upstream, or after a
+    /// timeout a response with this code written here.
+    Exhausted(u16),
+    /// Nothing to do (a stale timer).
+    Ignore,
+}
+
+/// An OPTIONS health probe the router wants sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// The router's handle, given back with [`Router::on_probe_result`].
+    pub token: u64,
+    /// Where it goes.
+    pub dst: SocketAddr,
+    /// The Request-URI and To URI.
+    pub uri: String,
+    /// The From URI (default `sip:edge@<local address>`).
+    pub from: Option<String>,
+}
+
+/// Where initial requests go: the seam between the proxy and a router (a
+/// fixed next hop, or the dispatcher). The proxy knows nothing of how a
+/// router chooses; it keeps the router's per-request [`Router::Hunt`] with
+/// the request's server transaction, gives it every response and the
+/// attempt timer, and sends new branches and probes when told.
+///
+/// Every hunt the router hands out comes back exactly once through
+/// [`Router::end_hunt`] (answered, failed, cancelled or timed out).
 pub trait Router {
-    /// The next hop for an initial (out-of-dialog) request, or `None` to refuse
-    /// it (the proxy answers 503). `now` lets a router with health state age it.
-    fn route(&mut self, now: Instant, request: &Message) -> Option<SocketAddr>;
+    /// The router's state for one request it may fail over.
+    type Hunt;
+
+    /// The first destination of an initial (out-of-dialog) request (or one
+    /// whose next hop has no IP address), or `None` to refuse it (the proxy
+    /// answers 503).
+    fn start(&mut self, now: Instant, request: &Message) -> Option<RouteChoice<Self::Hunt>>;
+
+    /// A response (100 included) from the current branch of a hunted request.
+    fn on_response(
+        &mut self,
+        _now: Instant,
+        _hunt: &mut Self::Hunt,
+        _response: &Message,
+    ) -> HuntStep {
+        HuntStep::Forward
+    }
+
+    /// The attempt timer of [`Router::attempt_deadline`] fired.
+    fn on_attempt_timeout(&mut self, _now: Instant, _hunt: &mut Self::Hunt) -> HuntStep {
+        HuntStep::Ignore
+    }
+
+    /// When the current attempt fails over for lack of any response.
+    fn attempt_deadline(&self, _hunt: &Self::Hunt) -> Option<Instant> {
+        None
+    }
+
+    /// The proxy is done with `hunt`: answered or failed (already reported),
+    /// cancelled by the caller, or ended by a transaction timer.
+    fn end_hunt(&mut self, _hunt: Self::Hunt) {}
+
+    /// The dialog with this Call-ID ended (a final response to its BYE).
+    fn dialog_ended(&mut self, _now: Instant, _call_id: &[u8]) {}
+
+    /// The next probe to send now, if any; called until `None`.
+    fn poll_probe(&mut self, _now: Instant) -> Option<Probe> {
+        None
+    }
+
+    /// How the probe `token` ended: a final response's code, or `None` when
+    /// none came (Timer F) or it could not be sent.
+    fn on_probe_result(&mut self, _now: Instant, _token: u64, _code: Option<u16>) {}
+
+    /// When [`Router::handle_timeout`] (and [`Router::poll_probe`]) has work.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Runs the router's own timers (probe timeouts, dialog expiry).
+    fn handle_timeout(&mut self, _now: Instant) {}
 }
 
 /// Routes every initial request to one configured address.
@@ -115,8 +218,10 @@ pub trait Router {
 pub struct NextHop(pub SocketAddr);
 
 impl Router for NextHop {
-    fn route(&mut self, _now: Instant, _request: &Message) -> Option<SocketAddr> {
-        Some(self.0)
+    type Hunt = ();
+
+    fn start(&mut self, _now: Instant, _request: &Message) -> Option<RouteChoice<()>> {
+        Some(RouteChoice::to(self.0))
     }
 }
 
@@ -158,6 +263,10 @@ pub struct ProxyStats {
     pub cancels: u64,
     /// Initial requests the router refused (answered 503).
     pub no_route: u64,
+    /// New branches started by a router's failover.
+    pub failovers: u64,
+    /// OPTIONS probes sent for the router.
+    pub probes_sent: u64,
     /// Datagrams dropped because the transmit queue was full.
     pub transmits_dropped: u64,
 }
@@ -232,13 +341,19 @@ impl Machine {
 /// (response address of a server transaction, next hop of a client one) and
 /// the transaction on the other side of the proxy.
 #[derive(Debug)]
-struct ProxyTxn {
+struct ProxyTxn<H> {
     machine: Machine,
     local: SocketAddr,
     peer: SocketAddr,
     link: Option<TxnId>,
     /// A CANCEL arrived before any provisional: send it when one does (9.1).
     cancel_pending: bool,
+    /// Server side of a request the router hunts for: its state.
+    hunt: Option<H>,
+    /// Server side: branches started so far (names each new branch).
+    attempts: u8,
+    /// Client side: an OPTIONS probe of the router, by token.
+    probe: Option<u64>,
 }
 
 /// Most timers fired by one [`ProxyCore::handle_timeout`] call.
@@ -254,9 +369,14 @@ pub struct ProxyCore<R: Router = NextHop> {
     router: R,
     stats: ProxyStats,
     out: VecDeque<Transmit>,
-    table: TransactionTable<ProxyTxn>,
+    table: TransactionTable<ProxyTxn<R::Hunt>>,
     fired: Vec<TxnId>,
     shutting_down: bool,
+    /// Addresses probes may be sent from (the shard's listen addresses).
+    locals: Vec<SocketAddr>,
+    /// (this shard, shards): probe Call-IDs hash to this shard.
+    shard: (usize, usize),
+    probe_seq: u64,
 }
 
 impl<R: Router> ProxyCore<R> {
@@ -271,6 +391,9 @@ impl<R: Router> ProxyCore<R> {
             table: TransactionTable::new(config.max_transactions),
             fired: Vec::new(),
             shutting_down: false,
+            locals: Vec::new(),
+            shard: (0, 1),
+            probe_seq: 0,
             config,
         }
     }
@@ -322,6 +445,10 @@ impl<R: Router> ProxyCore<R> {
             self.fire(now, id);
         }
         self.fired = fired;
+        if self.router.poll_timeout().is_some_and(|at| at <= now) {
+            self.router.handle_timeout(now);
+            self.send_probes(now);
+        }
     }
 
     /// The next datagram to send, if any.
@@ -331,7 +458,32 @@ impl<R: Router> ProxyCore<R> {
 
     /// The earliest deadline at which `handle_timeout` must be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.table.next_deadline()
+        match (self.table.next_deadline(), self.router.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The router.
+    pub fn router(&self) -> &R {
+        &self.router
+    }
+
+    /// The router, to feed it state from elsewhere (other shards, reloads).
+    pub fn router_mut(&mut self) -> &mut R {
+        &mut self.router
+    }
+
+    /// The addresses this shard sends from (its listen addresses): probes go
+    /// from the first of the destination's address family.
+    pub fn set_local_addrs(&mut self, locals: &[SocketAddr]) {
+        self.locals = locals.to_vec();
+    }
+
+    /// This core is shard `index` of `shards`: the Call-IDs of its probes
+    /// hash to it (`crate::sip::owner_shard`), so their responses come back here.
+    pub fn set_shard(&mut self, index: usize, shards: usize) {
+        self.shard = (index.min(shards.saturating_sub(1)), shards.max(1));
     }
 
     /// From now on new INVITEs (and other initial requests) get 503; live
@@ -378,6 +530,7 @@ impl<R: Router> ProxyCore<R> {
 
     /// Runs the due timers of transaction `id` and acts on what they report.
     fn fire(&mut self, now: Instant, id: TxnId) {
+        self.fire_hunt(now, id);
         let mut event = None;
         for _ in 0..MAX_ROUNDS_PER_FIRING {
             let Some(t) = self.table.get_mut(id) else {
@@ -408,7 +561,14 @@ impl<R: Router> ProxyCore<R> {
         let (local, peer, link) = (t.local, t.peer, t.link);
         let payload = t.machine.poll_transmit();
         let done = t.machine.is_terminated();
-        let deadline = t.machine.poll_timeout();
+        let hunt_at = t
+            .hunt
+            .as_ref()
+            .and_then(|h| self.router.attempt_deadline(h));
+        let deadline = match (t.machine.poll_timeout(), hunt_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         if let Some(payload) = payload {
             self.push(local, peer, payload);
         }
@@ -416,7 +576,9 @@ impl<R: Router> ProxyCore<R> {
             self.table.arm(id, deadline);
             return;
         }
-        self.table.remove(id);
+        if let Some(hunt) = self.table.remove(id).and_then(|t| t.hunt) {
+            self.router.end_hunt(hunt);
+        }
         if let Some(other) = link.and_then(|l| self.table.get_mut(l)) {
             other.link = None;
         }
@@ -444,7 +606,7 @@ mod tests {
     fn idle_transaction_is_small() {
         // The table entry (machine, addresses, link, key, timer) without the
         // message bytes it shares with the received datagram.
-        let entry = std::mem::size_of::<ProxyTxn>()
+        let entry = std::mem::size_of::<ProxyTxn<crate::dispatcher::Hunt>>()
             + 2 * std::mem::size_of::<crate::transaction::TxnKey>()
             + std::mem::size_of::<TxnId>()
             + 64;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::route::{self, Plan, RouteEdit, Target};
-use super::{Machine, ProxyCore, ProxyTxn, Router};
+use super::{Machine, ProxyCore, ProxyTxn, RouteChoice, Router};
 use crate::sip::{EditError, Editor, HeaderKind, Message, Method, ParseError, Via};
 use crate::transaction::{
     cancel_for, response_to, ClientKey, InviteClient, InviteServer, NonInviteClient,
@@ -140,7 +140,11 @@ impl<R: Router> ProxyCore<R> {
             self.reply_503(src, local, msg);
             return;
         }
-        let Some(dst) = self.next_hop(now, msg, &plan) else {
+        let choice = match plan.target {
+            Target::Addr(a) => Some(RouteChoice::to(a)),
+            Target::Router => self.router.start(now, msg),
+        };
+        let Some(RouteChoice { dst, hunt }) = choice else {
             self.stats.no_route += 1;
             self.reply_503(src, local, msg);
             return;
@@ -151,11 +155,18 @@ impl<R: Router> ProxyCore<R> {
             && initial
             && matches!(msg.method(), Some(Method::Invite | Method::Subscribe));
         match self.forward_bytes(&req, src, local, &plan, &branch, rr) {
-            Ok(fwd) => self.start_pair(now, (src, local), &req, key, (fwd, &branch), dst),
-            Err(EditError::TooLarge { .. }) => {
-                self.reply_with(src, local, msg, 513, "Message Too Large", &[])
+            Ok(fwd) => self.start_pair(now, (src, local), &req, key, (fwd, &branch), (dst, hunt)),
+            Err(e) => {
+                if let Some(hunt) = hunt {
+                    self.router.end_hunt(hunt);
+                }
+                match e {
+                    EditError::TooLarge { .. } => {
+                        self.reply_with(src, local, msg, 513, "Message Too Large", &[])
+                    }
+                    _ => self.reply_with(src, local, msg, 500, "Server Internal Error", &[]),
+                }
             }
-            Err(_) => self.reply_with(src, local, msg, 500, "Server Internal Error", &[]),
         }
     }
 
@@ -202,10 +213,18 @@ impl<R: Router> ProxyCore<R> {
         );
     }
 
+    /// Where a stateless ACK goes: its Route or Request-URI address, else the
+    /// router's first choice (given straight back: an ACK is not hunted).
     fn next_hop(&mut self, now: Instant, msg: &Message, plan: &Plan) -> Option<SocketAddr> {
         match plan.target {
             Target::Addr(a) => Some(a),
-            Target::Router => self.router.route(now, msg),
+            Target::Router => {
+                let choice = self.router.start(now, msg)?;
+                if let Some(hunt) = choice.hunt {
+                    self.router.end_hunt(hunt);
+                }
+                Some(choice.dst)
+            }
         }
     }
 
@@ -265,7 +284,7 @@ impl<R: Router> ProxyCore<R> {
         req: &Req<'_>,
         key: TxnKey,
         (fwd, branch): (Bytes, &[u8]),
-        dst: SocketAddr,
+        (dst, hunt): (SocketAddr, Option<R::Hunt>),
     ) {
         let msg = req.msg;
         let invite = msg.method() == Some(Method::Invite);
@@ -284,8 +303,14 @@ impl<R: Router> ProxyCore<R> {
             Machine::NonInviteServer(NonInviteServer::new(msg.bytes().clone()))
         };
         let Ok(sid) = self.table.insert(key, txn(server, local, peer)) else {
+            if let Some(hunt) = hunt {
+                self.router.end_hunt(hunt);
+            }
             return;
         };
+        if let Some(t) = self.table.get_mut(sid) {
+            t.hunt = hunt;
+        }
         // The forwarded request starts with its method token; the branch is ours.
         let method_len = msg.method_name().map_or(0, <[u8]>::len);
         debug_assert!(fwd.starts_with(msg.method_name().unwrap_or_default()));
@@ -308,7 +333,7 @@ impl<R: Router> ProxyCore<R> {
         self.stats.requests_forwarded += 1;
     }
 
-    fn link(&mut self, a: TxnId, b: TxnId) {
+    pub(super) fn link(&mut self, a: TxnId, b: TxnId) {
         if let Some(t) = self.table.get_mut(a) {
             t.link = Some(b);
         }
@@ -381,6 +406,7 @@ impl<R: Router> ProxyCore<R> {
             return;
         };
         self.stats.cancels += 1;
+        self.end_hunt(invite);
         let tag = route::to_tag(self.config.branch_secret, msg);
         let ok = response_to(msg, 200, "OK", Some(tag.as_bytes()), &[]);
         self.stats.responses_generated += 1;
@@ -478,12 +504,6 @@ impl<R: Router> ProxyCore<R> {
     }
 }
 
-fn txn(machine: Machine, local: std::net::SocketAddr, peer: std::net::SocketAddr) -> ProxyTxn {
-    ProxyTxn {
-        machine,
-        local,
-        peer,
-        link: None,
-        cancel_pending: false,
-    }
+fn txn<H>(machine: Machine, local: SocketAddr, peer: SocketAddr) -> ProxyTxn<H> {
+    super::hunt::new_txn(machine, local, peer)
 }

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::route;
 use super::{Machine, ProxyCore, Router};
-use crate::sip::{Editor, Message};
+use crate::sip::{Editor, Message, Method};
 use crate::transaction::{response_to, ClientKey, TxnId, TxnKey, Verdict};
 
 impl<R: Router> ProxyCore<R> {
@@ -39,7 +39,7 @@ impl<R: Router> ProxyCore<R> {
             Machine::NonInviteClient(c) => (c.handle_response(now, code, &self.timers), false),
             _ => return,
         };
-        let (link, local) = (t.link, t.local);
+        let (link, local, probe) = (t.link, t.local, t.probe);
         let cancel_now = t.cancel_pending && code < 200;
         self.settle(id);
         if verdict == Verdict::Absorb {
@@ -49,20 +49,47 @@ impl<R: Router> ProxyCore<R> {
         if cancel_now {
             self.send_cancel(now, id);
         }
-        if code == 100 {
+        if let Some(token) = probe {
+            if code >= 200 {
+                self.router.on_probe_result(now, token, Some(code));
+            }
             return;
         }
-        match link {
-            Some(server) => self.forward_upstream(now, server, msg, code),
+        if !invite && code >= 200 && msg.cseq().method == Method::Bye {
+            self.router.dialog_ended(now, msg.call_id());
+        }
+        let step = match link.and_then(|s| self.table.get_mut(s)) {
+            Some(server) => match server.hunt.as_mut() {
+                Some(hunt) => Some(self.router.on_response(now, hunt, msg)),
+                None => None,
+            },
+            None => None,
+        };
+        if code == 100 {
+            // The router may have stopped its attempt timer: re-arm.
+            if let Some(server) = link.filter(|_| step.is_some()) {
+                self.settle(server);
+            }
+            return;
+        }
+        match (link, step) {
+            (Some(server), Some(step)) => self.apply_step(now, server, step, Some((msg, code))),
+            (Some(server), None) => self.forward_upstream(now, server, msg, code),
             // The server side is gone: only a 2xx to an INVITE still goes up.
-            None if invite && (200..300).contains(&code) => self.forward_stray(local, msg),
-            None => {}
+            (None, _) if invite && (200..300).contains(&code) => self.forward_stray(local, msg),
+            (None, _) => {}
         }
     }
 
     /// Forwards `msg` (our Via removed) through server transaction `server`.
     /// A 2xx goes up even after a final was sent (16.7 step 5).
-    fn forward_upstream(&mut self, now: Instant, server: TxnId, msg: &Message, code: u16) {
+    pub(super) fn forward_upstream(
+        &mut self,
+        now: Instant,
+        server: TxnId,
+        msg: &Message,
+        code: u16,
+    ) {
         let Some(bytes) = strip_top_via(msg) else {
             self.stats.responses_dropped += 1;
             return;
@@ -114,6 +141,10 @@ impl<R: Router> ProxyCore<R> {
         let Some(t) = self.table.get(id) else {
             return;
         };
+        if let Some(token) = t.probe {
+            self.router.on_probe_result(now, token, None);
+            return;
+        }
         let status = match &t.machine {
             Machine::InviteClient(c) if c.is_cancelled() => (487, "Request Terminated"),
             Machine::InviteClient(_) | Machine::NonInviteClient(_) => (408, "Request Timeout"),
@@ -167,6 +198,9 @@ impl<R: Router> ProxyCore<R> {
         };
         if sent {
             self.stats.responses_generated += 1;
+            if status.0 >= 200 {
+                self.end_hunt(server);
+            }
             self.settle(server);
         }
     }

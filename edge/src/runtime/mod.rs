@@ -8,18 +8,23 @@
 //! 50k datagrams/s (`examples/udp_forward_cost.rs`, docs/benchmarks.md).
 
 mod preflight;
+mod router;
 mod shard;
-pub use shard::ShellCounters;
+pub use router::ShardRouter;
+pub use shard::{ShardReport, ShellCounters};
 mod socket;
 pub mod uring;
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::Config;
-use crate::proxy::Router;
+use crossbeam_channel::Sender;
+
+use crate::config::{Config, DestinationSource};
+use crate::dispatcher::{DestKey, DestState, DestinationSets, DispatchRouter};
+use crate::proxy::{RouteChoice, Router};
 use crate::sip::Message;
 
 /// Why the runtime could not start or stopped with an error.
@@ -44,38 +49,70 @@ pub enum RuntimeError {
 pub struct StaticRoute(pub Option<SocketAddr>);
 
 impl Router for StaticRoute {
-    fn route(&mut self, _now: Instant, _request: &Message) -> Option<SocketAddr> {
-        self.0
+    type Hunt = ();
+
+    fn start(&mut self, _now: Instant, _request: &Message) -> Option<RouteChoice<()>> {
+        self.0.map(RouteChoice::to)
     }
 }
 
 /// Runs the proxy until SIGTERM or SIGINT, then lets live transactions finish
-/// (at most `shutdown_grace_ms`) and returns.
+/// (at most `shutdown_grace_ms`) and returns. SIGHUP re-reads the dispatcher
+/// list (a bad file is logged and the running sets stay).
 pub fn run(config: Config) -> Result<(), RuntimeError> {
     let cores = preflight::cores(&config.cores)?;
     preflight::io_uring_available()?;
     preflight::memlock(cores.len())?;
-    let router = StaticRoute(config.next_hop_addr());
+    let sets = load_sets(&config).map_err(RuntimeError::Setup)?;
     let sockets = socket::bind_all(&config, cores.len())?;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| RuntimeError::Setup(format!("cannot install signal handler: {e}")))?;
     }
+    let reload = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())
+        .map_err(|e| RuntimeError::Setup(format!("cannot install signal handler: {e}")))?;
     let mut proxy = config.proxy.clone();
     proxy.branch_secret = random_u64();
     let shards = cores.len();
     let mesh = Arc::new(shard::Mesh::new(shards));
-    tracing::info!(shards, ?cores, next_hop = ?router.0, "starting");
+    match &sets {
+        Some(s) => tracing::info!(
+            shards,
+            ?cores,
+            destinations = s.destination_count(),
+            sets = s.sets().len(),
+            "starting with the dispatcher"
+        ),
+        None => tracing::info!(shards, ?cores, next_hop = ?config.next_hop_addr(), "starting"),
+    }
     let mut handles = Vec::with_capacity(shards);
-    let links = shard::links(shards);
+    let (links, control) = shard::links(shards);
+    let (report_tx, reports) = crossbeam_channel::bounded(4 * shards.max(1));
+    let now = Instant::now();
     for (index, ((core, sockets), links)) in cores.iter().zip(sockets).zip(links).enumerate() {
+        let router = match &sets {
+            Some(sets) => {
+                let mut d = DispatchRouter::new(
+                    now,
+                    sets.clone(),
+                    config.dispatcher.dispatcher.clone(),
+                    config.dispatcher.router.clone(),
+                );
+                d.dispatcher_mut().set_probe_share(index, shards);
+                d.seed(random_u64() ^ index as u64);
+                ShardRouter::Dispatch(Box::new(d))
+            }
+            None => ShardRouter::Static(config.next_hop_addr()),
+        };
         let setup = shard::ShardSetup {
             index,
             core: *core,
             sockets,
             proxy: proxy.clone(),
             router,
+            reports: report_tx.clone(),
             stop: stop.clone(),
             grace: Duration::from_millis(config.shutdown_grace_ms),
             links,
@@ -87,7 +124,124 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
             .map_err(|e| RuntimeError::Setup(format!("cannot start shard on core {core}: {e}")))?;
         handles.push(handle);
     }
+    drop(report_tx);
+    let mut view = DispatcherView::default();
+    while !handles.iter().all(|h| h.is_finished()) {
+        if reload.swap(false, Ordering::Relaxed) {
+            reload_sets(&config, &control, &mesh);
+        }
+        if let Ok(report) = reports.recv_timeout(Duration::from_millis(100)) {
+            view.update(report);
+        }
+    }
+    while let Ok(report) = reports.try_recv() {
+        view.update(report);
+    }
+    if sets.is_some() {
+        for t in view.totals() {
+            tracing::info!(
+                set = t.key.set,
+                uri = %t.key.uri,
+                state = %t.state.letter(),
+                active = t.active,
+                pending = t.pending,
+                "destination at exit"
+            );
+        }
+    }
     join(handles)
+}
+
+/// Reads and resolves the configured destination sets (main thread only).
+fn load_sets(config: &Config) -> Result<Option<Arc<DestinationSets>>, String> {
+    let Some(loaded) = config.dispatcher.load_sets()? else {
+        return Ok(None);
+    };
+    for w in &loaded.warnings {
+        tracing::warn!("dispatcher: {w}");
+    }
+    Ok(Some(Arc::new(loaded.sets)))
+}
+
+/// SIGHUP: a new snapshot of the list file to every shard, or an error
+/// logged and the running sets kept.
+fn reload_sets(config: &Config, control: &[Sender<shard::LinkMsg>], mesh: &shard::Mesh) {
+    if !matches!(config.dispatcher.source, DestinationSource::List(_)) {
+        tracing::info!("SIGHUP: no dispatcher list to reload");
+        return;
+    }
+    let sets = match load_sets(config) {
+        Ok(Some(sets)) => sets,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::error!("dispatcher reload failed, the running sets stay: {e}");
+            return;
+        }
+    };
+    tracing::info!(
+        destinations = sets.destination_count(),
+        "dispatcher list reloaded"
+    );
+    let wakers = mesh.wakers();
+    for (i, tx) in control.iter().enumerate() {
+        if tx.try_send(shard::LinkMsg::Reload(sets.clone())).is_err() {
+            tracing::warn!(shard = i, "reload not delivered: control channel full");
+        }
+        if let Some(w) = wakers.get(i) {
+            let _ = w.wake();
+        }
+    }
+}
+
+/// Per destination totals over every shard, from the shards' latest reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationTotal {
+    /// The destination.
+    pub key: DestKey,
+    /// Its state (as the shards see it; they agree once changes arrived).
+    pub state: DestState,
+    /// Calls being set up on it, all shards.
+    pub pending: u64,
+    /// Answered calls on it, all shards.
+    pub active: u64,
+}
+
+/// The main thread's view of the dispatcher: each shard's latest
+/// [`ShardReport`]. The control plane reads this, never shard memory.
+#[derive(Debug, Default)]
+pub struct DispatcherView {
+    reports: Vec<Option<ShardReport>>,
+}
+
+impl DispatcherView {
+    /// Keeps `report` as its shard's latest.
+    pub fn update(&mut self, report: ShardReport) {
+        let i = report.shard;
+        if self.reports.len() <= i {
+            self.reports.resize(i + 1, None);
+        }
+        self.reports[i] = Some(report);
+    }
+
+    /// Totals per destination, in the order the first shard lists them.
+    pub fn totals(&self) -> Vec<DestinationTotal> {
+        let mut out: Vec<DestinationTotal> = Vec::new();
+        for row in self.reports.iter().flatten().flat_map(|r| &r.loads) {
+            match out.iter_mut().find(|t| t.key == row.key) {
+                Some(t) => {
+                    t.pending += u64::from(row.load.pending);
+                    t.active += u64::from(row.load.active);
+                }
+                None => out.push(DestinationTotal {
+                    key: row.key.clone(),
+                    state: row.state,
+                    pending: u64::from(row.load.pending),
+                    active: u64::from(row.load.active),
+                }),
+            }
+        }
+        out
+    }
 }
 
 /// A per-process secret from the standard library's randomly keyed hasher.

@@ -12,9 +12,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
+use super::router::ShardRouter;
 use super::socket::ShardSockets;
 use super::uring::{Datagram, RingConfig, SendError, UdpRing, Waker};
-use super::StaticRoute;
+use crate::dispatcher::{DestLoad, DestinationSets, RouterStats, StateChange};
 use crate::proxy::{ProxyConfig, ProxyCore, Transmit};
 use crate::sip::{owner_shard, peek_call_id};
 
@@ -25,8 +26,43 @@ pub(super) struct Handoff {
     local: SocketAddr,
 }
 
-/// What one channel message carries: the handoffs of one ring round.
+/// The handoffs of one ring round.
 pub(super) type Batch = Vec<Handoff>;
+
+/// What one channel message carries, between shards or from the main thread.
+pub(super) enum LinkMsg {
+    /// Datagrams of calls the receiver owns.
+    Handoff(Batch),
+    /// A destination's state changed on the sending shard (it probes it, or
+    /// saw it fail).
+    State(StateChange),
+    /// A new destination snapshot (SIGHUP), from the main thread.
+    Reload(Arc<DestinationSets>),
+}
+
+/// What a shard publishes about its dispatcher, about once a second: the
+/// main thread (and the control plane after it) reads these instead of
+/// shard memory.
+#[derive(Clone, Debug)]
+pub struct ShardReport {
+    /// The shard.
+    pub shard: usize,
+    /// Per destination state and calls counted by this shard.
+    pub loads: Vec<DestLoad>,
+    /// Answered calls the shard remembers.
+    pub dialogs: usize,
+    /// Router counters.
+    pub stats: RouterStats,
+}
+
+/// On shutdown, with nothing unfinished, a shard still waits until no
+/// datagram came for this long (the ACK and BYE after a last 200).
+const SHUTDOWN_QUIET: Duration = Duration::from_millis(250);
+/// How often a shard publishes its [`ShardReport`].
+const REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// State changes waiting for room in a peer's channel; beyond it the oldest
+/// are dropped (the next probe result sends the state again).
+const MAX_PENDING_EVENTS: usize = 1024;
 
 /// Batches a pair's channel holds; beyond it handoffs are dropped and counted
 /// (UDP peers retransmit), never buffered without bound.
@@ -65,6 +101,12 @@ pub(super) struct Mesh {
 }
 
 impl Mesh {
+    /// Every shard's waker published so far (for the main thread).
+    pub(super) fn wakers(&self) -> Vec<Waker> {
+        let all = self.wakers.lock().map(|w| w.clone()).unwrap_or_default();
+        all.into_iter().flatten().collect()
+    }
+
     pub(super) fn new(shards: usize) -> Self {
         Mesh {
             shards,
@@ -88,12 +130,13 @@ impl Mesh {
 /// One-way channels: `senders[p]` goes to shard `p`, `receivers` come from
 /// every other shard.
 pub(super) struct Links {
-    pub senders: Vec<Option<Sender<Batch>>>,
-    pub receivers: Vec<Receiver<Batch>>,
+    pub senders: Vec<Option<Sender<LinkMsg>>>,
+    pub receivers: Vec<Receiver<LinkMsg>>,
 }
 
-/// A channel for every ordered pair of distinct shards.
-pub(super) fn links(shards: usize) -> Vec<Links> {
+/// A channel for every ordered pair of distinct shards, and one from the
+/// main thread to each shard (the returned senders, by shard).
+pub(super) fn links(shards: usize) -> (Vec<Links>, Vec<Sender<LinkMsg>>) {
     let mut all: Vec<Links> = (0..shards)
         .map(|_| Links {
             senders: (0..shards).map(|_| None).collect(),
@@ -107,7 +150,15 @@ pub(super) fn links(shards: usize) -> Vec<Links> {
             all[to].receivers.push(rx);
         }
     }
-    all
+    let control = all
+        .iter_mut()
+        .map(|l| {
+            let (tx, rx) = crossbeam_channel::bounded(64);
+            l.receivers.push(rx);
+            tx
+        })
+        .collect();
+    (all, control)
 }
 
 /// Everything a shard is started with.
@@ -116,7 +167,8 @@ pub(super) struct ShardSetup {
     pub core: usize,
     pub sockets: ShardSockets,
     pub proxy: ProxyConfig,
-    pub router: StaticRoute,
+    pub router: ShardRouter,
+    pub reports: Sender<ShardReport>,
     pub stop: Arc<AtomicBool>,
     pub grace: Duration,
     pub links: Links,
@@ -136,12 +188,26 @@ pub struct ShellCounters {
     pub send_drops: u64,
     /// Ring errors (receive or send).
     pub ring_errors: u64,
+    /// Destination state changes sent to other shards.
+    pub state_changes_out: u64,
+    /// Destination state changes received from other shards.
+    pub state_changes_in: u64,
+    /// State changes dropped on full channels.
+    pub state_change_drops: u64,
+    /// Destination snapshots swapped in.
+    pub reloads: u64,
 }
 
 struct Shard {
     index: usize,
     shards: usize,
-    core: ProxyCore<StaticRoute>,
+    core: ProxyCore<ShardRouter>,
+    reports: Sender<ShardReport>,
+    next_report: Instant,
+    /// When the last datagram arrived (received here or handed over).
+    last_datagram: Instant,
+    /// State changes per peer waiting for channel room.
+    events_out: Vec<VecDeque<StateChange>>,
     locals: Vec<SocketAddr>,
     outbox: Vec<Batch>,
     links: Links,
@@ -180,10 +246,17 @@ pub(super) fn run(setup: ShardSetup) -> Result<ShellCounters, String> {
         setup.stop.store(true, Ordering::Relaxed);
         return Err("another shard failed to start".into());
     }
+    let mut core = ProxyCore::new(setup.proxy, setup.router);
+    core.set_local_addrs(&locals);
+    core.set_shard(setup.index, setup.mesh.shards);
     let mut shard = Shard {
         index: setup.index,
         shards: setup.mesh.shards,
-        core: ProxyCore::new(setup.proxy, setup.router),
+        core,
+        reports: setup.reports,
+        next_report: Instant::now(),
+        last_datagram: Instant::now(),
+        events_out: (0..setup.mesh.shards).map(|_| VecDeque::new()).collect(),
         locals,
         outbox: (0..setup.mesh.shards).map(|_| Vec::new()).collect(),
         links: setup.links,
@@ -215,6 +288,8 @@ impl Shard {
             self.take_handoffs();
             let now = Instant::now();
             self.fire_due_timers(now);
+            self.send_events();
+            self.publish(now);
             self.send_pending(ring);
             if deadline.is_none() && stop.load(Ordering::Relaxed) {
                 self.core.begin_shutdown();
@@ -224,7 +299,10 @@ impl Shard {
             if let Some(deadline) = deadline {
                 // Transactions that only absorb retransmissions need not hold us.
                 let live = self.core.unfinished_transaction_count();
-                if live == 0 || now >= deadline {
+                // Nothing unfinished and the peers quiet for a moment: the
+                // ACK and BYE that follow a call's last 200 still pass.
+                let quiet = now.saturating_duration_since(self.last_datagram) >= SHUTDOWN_QUIET;
+                if (live == 0 && quiet) || now >= deadline {
                     tracing::info!(shard = self.index, live, "stopped");
                     return;
                 }
@@ -247,6 +325,7 @@ impl Shard {
     /// Handles a datagram here when this shard owns its call, else queues it
     /// for the owner. Without a Call-ID it stays here: the core rejects it.
     fn on_datagram(&mut self, d: Datagram<'_>) {
+        self.last_datagram = Instant::now();
         let owner = peek_call_id(d.payload).map_or(self.index, |id| owner_shard(id, self.shards));
         let Some(&local) = self.locals.get(d.socket) else {
             return;
@@ -276,7 +355,7 @@ impl Shard {
             let Some(tx) = &self.links.senders[peer] else {
                 continue;
             };
-            match tx.try_send(batch) {
+            match tx.try_send(LinkMsg::Handoff(batch)) {
                 Ok(()) => {
                     self.counters.handoffs_out += n;
                     if self.wakers[peer].wake().is_err() {
@@ -291,18 +370,107 @@ impl Shard {
         }
     }
 
-    /// Handles every batch other shards have handed over.
+    /// Handles every batch other shards have handed over, their state
+    /// changes and the main thread's reloads.
     fn take_handoffs(&mut self) {
         for i in 0..self.links.receivers.len() {
-            while let Ok(batch) = self.links.receivers[i].try_recv() {
-                self.counters.handoffs_in += batch.len() as u64;
+            while let Ok(msg) = self.links.receivers[i].try_recv() {
                 let now = Instant::now();
-                for h in batch {
-                    self.core.handle_datagram(now, h.src, h.local, h.bytes);
-                    self.take_transmits();
+                match msg {
+                    LinkMsg::Handoff(batch) => {
+                        self.last_datagram = now;
+                        self.counters.handoffs_in += batch.len() as u64;
+                        for h in batch {
+                            self.core.handle_datagram(now, h.src, h.local, h.bytes);
+                            self.take_transmits();
+                        }
+                    }
+                    LinkMsg::State(change) => {
+                        self.counters.state_changes_in += 1;
+                        if let Some(d) = self.core.router_mut().dispatch_mut() {
+                            d.apply_state_change(&change);
+                        }
+                    }
+                    LinkMsg::Reload(sets) => {
+                        if let Some(d) = self.core.router_mut().dispatch_mut() {
+                            d.reload(now, sets);
+                            self.counters.reloads += 1;
+                            tracing::info!(shard = self.index, "dispatcher sets reloaded");
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// Sends this shard's destination state changes to every other shard.
+    fn send_events(&mut self) {
+        let Some(d) = self.core.router_mut().dispatch_mut() else {
+            return;
+        };
+        while let Some(change) = d.poll_event() {
+            tracing::info!(
+                shard = self.index,
+                set = change.key.set,
+                uri = %change.key.uri,
+                state = %change.state().letter(),
+                "destination state changed"
+            );
+            for (peer, queue) in self.events_out.iter_mut().enumerate() {
+                if peer == self.index {
+                    continue;
+                }
+                if queue.len() >= MAX_PENDING_EVENTS {
+                    queue.pop_front();
+                    self.counters.state_change_drops += 1;
+                }
+                queue.push_back(change.clone());
+            }
+        }
+        for peer in 0..self.shards {
+            let Some(tx) = &self.links.senders[peer] else {
+                continue;
+            };
+            let mut sent = false;
+            while let Some(change) = self.events_out[peer].pop_front() {
+                match tx.try_send(LinkMsg::State(change)) {
+                    Ok(()) => {
+                        sent = true;
+                        self.counters.state_changes_out += 1;
+                    }
+                    Err(TrySendError::Full(LinkMsg::State(c))) => {
+                        self.events_out[peer].push_front(c);
+                        break;
+                    }
+                    Err(_) => {
+                        self.counters.state_change_drops += 1;
+                        break;
+                    }
+                }
+            }
+            if sent && self.wakers[peer].wake().is_err() {
+                self.counters.ring_errors += 1;
+            }
+        }
+    }
+
+    /// Publishes the dispatcher's loads for the main thread, once a second.
+    fn publish(&mut self, now: Instant) {
+        if now < self.next_report {
+            return;
+        }
+        self.next_report = now + REPORT_INTERVAL;
+        let Some(d) = self.core.router().dispatch() else {
+            return;
+        };
+        let report = ShardReport {
+            shard: self.index,
+            loads: d.dispatcher().load_snapshot(),
+            dialogs: d.dialog_count(),
+            stats: d.stats(),
+        };
+        // The main thread keeps only the latest; a full channel drops one.
+        let _ = self.reports.try_send(report);
     }
 
     fn fire_due_timers(&mut self, now: Instant) {

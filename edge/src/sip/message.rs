@@ -729,9 +729,6 @@ fn scan_head(buf: &[u8], limits: &ParseLimits) -> Result<Head, Scan> {
     }
 }
 
-/// The line starting at `pos` without its CRLF (a bare LF is accepted), and the
-/// offset after it; `None` if no LF follows.
-#[inline]
 /// Like [`next_line`] for the header section, in the same single scan: a CR
 /// that does not end its line is an error, not whitespace (RFC 3261 25.1); a
 /// peer that took it for a line end would see other headers than we do.
@@ -749,6 +746,9 @@ fn next_header_line(buf: &[u8], pos: usize) -> Result<(Range<usize>, usize), Sca
     }
 }
 
+/// The line starting at `pos` without its CRLF (a bare LF is accepted), and the
+/// offset after it; `None` if no LF follows.
+#[inline]
 fn next_line(buf: &[u8], pos: usize) -> Option<(Range<usize>, usize)> {
     let nl = pos + memchr::memchr(b'\n', &buf[pos..])?;
     let end = if nl > pos && buf[nl - 1] == b'\r' {
