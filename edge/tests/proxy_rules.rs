@@ -849,7 +849,10 @@ fn unfinished_transactions_are_those_without_a_final_response() {
     let fwd = h.invite(&Req::default());
     assert_eq!(h.core.unfinished_transaction_count(), 2);
     h.answer(&fwd, 486);
-    assert!(h.core.transaction_count() > 0, "Completed, absorbing retransmits");
+    assert!(
+        h.core.transaction_count() > 0,
+        "Completed, absorbing retransmits"
+    );
     assert_eq!(h.core.unfinished_transaction_count(), 0);
 }
 

@@ -144,10 +144,7 @@ fn every_call_completes_with_5_percent_loss() {
     let (_serial, budget) = setup(Duration::from_secs(45));
     let calls = 300;
     let timeout = Duration::from_secs(40);
-    let uas = basic_uas(calls, timeout)
-        .trace_msg(true)
-        .spawn()
-        .unwrap();
+    let uas = basic_uas(calls, timeout).trace_msg(true).spawn().unwrap();
     let edge = edge_to(uas.local_addr()).spawn().unwrap();
     let uac = basic_uac(&edge, calls, timeout)
         .rate(100.0)
