@@ -171,7 +171,8 @@ impl FromStr for ListenAddr {
 
     /// Reads `udp:IP:PORT`, `udp:[IPv6]:PORT`, or a bare `IP:PORT` /
     /// `[IPv6]:PORT` (UDP). The transport is case-insensitive; host names are
-    /// not accepted (nothing is resolved) and the port must not be 0.
+    /// not accepted (nothing is resolved), the port must not be 0 and the
+    /// address not a wildcard (0.0.0.0, ::).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let err = |m: String| Err(ListenAddrError(m));
         if s.is_empty() {
@@ -211,6 +212,14 @@ impl FromStr for ListenAddr {
         if addr.port() == 0 {
             return err(format!(
                 "`{s}`: port 0 is not allowed, every shard must bind the same port"
+            ));
+        }
+        if addr.ip().is_unspecified() {
+            // The proxy writes its listen address into Via and Record-Route;
+            // a wildcard there would send responses and dialogs nowhere.
+            return err(format!(
+                "`{s}`: a wildcard address cannot be advertised in Via and \
+                 Record-Route; listen on each interface address instead"
             ));
         }
         Ok(ListenAddr::udp(addr))
@@ -916,7 +925,7 @@ impl Validator<'_> {
                 return Err(self.invalid(
                     span,
                     "sip.listen",
-                    "needs at least one address, e.g. [\"udp:0.0.0.0:5060\"]",
+                    "needs at least one address, e.g. [\"udp:192.0.2.1:5060\"]",
                 ));
             }
             config.listen = listen;
