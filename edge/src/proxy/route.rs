@@ -9,7 +9,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use super::ProxyConfig;
 use crate::sip::{HeaderKind, Host, Message, NameAddr, Uri, Via};
-use crate::transaction::MAGIC_COOKIE;
+use crate::transaction::{put_u32, MAGIC_COOKIE};
 
 /// Most Route values looked at in one request.
 const MAX_ROUTES: usize = 32;
@@ -206,7 +206,7 @@ pub(super) fn stamped_top_via(via: &Via<'_>, src: SocketAddr) -> Option<Bytes> {
     put_ip(&mut out, src.ip());
     if rport {
         out.put_slice(b";rport=");
-        put_decimal(&mut out, u32::from(src.port()));
+        put_u32(&mut out, u32::from(src.port()));
     }
     Some(out.freeze())
 }
@@ -224,7 +224,7 @@ fn put_ip(out: &mut impl BufMut, ip: IpAddr) {
                 if i > 0 {
                     out.put_u8(b'.');
                 }
-                put_decimal(out, u32::from(octet));
+                put_u32(out, u32::from(octet));
             }
         }
         IpAddr::V6(v6) => out.put_slice(v6.to_string().as_bytes()),
@@ -237,26 +237,10 @@ fn put_host_port(out: &mut impl BufMut, addr: SocketAddr) {
         SocketAddr::V4(a) => {
             put_ip(out, IpAddr::V4(*a.ip()));
             out.put_u8(b':');
-            put_decimal(out, u32::from(a.port()));
+            put_u32(out, u32::from(a.port()));
         }
         SocketAddr::V6(_) => out.put_slice(host_port(addr).as_bytes()),
     }
-}
-
-/// Appends the decimal digits of `n`.
-fn put_decimal(out: &mut impl BufMut, n: u32) {
-    let mut digits = [0u8; 10];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.put_slice(&digits[i..]);
 }
 
 /// Appends the `{:0width$x}` form of `n` (`width` at most 16).

@@ -134,8 +134,8 @@ fn header(out: &mut BytesMut, name: &str, value: &[u8]) {
     out.put_slice(b"\r\n");
 }
 
-/// Writes the decimal digits of `n`.
-pub(crate) fn put_u32(out: &mut BytesMut, n: u32) {
+/// Writes the decimal digits of `n` (no allocation, no formatter).
+pub(crate) fn put_u32(out: &mut impl BufMut, n: u32) {
     let mut digits = [0u8; 10];
     let mut i = digits.len();
     let mut n = n;

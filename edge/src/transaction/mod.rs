@@ -21,6 +21,7 @@ mod wheel;
 
 use std::time::Duration;
 
+pub(crate) use build::put_u32;
 pub(crate) use build::write_via;
 pub use build::{ack_for, cancel_for, response_to};
 pub use client::{InviteClient, InviteClientState, NonInviteClient, NonInviteClientState};
