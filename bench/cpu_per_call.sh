@@ -9,10 +9,13 @@
 # utime and stime come from /proc/<pid>/stat (all threads of a process;
 # Kamailio: summed over every process of its process group, main and
 # children), read just before the UAC starts and just after it exits.
+# --edge-dispatch adds a row `edge+ds`: edge with its dispatcher (a generated
+# dispatcher.list, round-robin over UAS A and B, no probing) instead of one
+# next hop.
 #
 # Usage: bench/cpu_per_call.sh [--rate CPS] [--duration S] [--proxy edge|kamailio|both]
-#                              [--edge-cores N] [--kamailio-children N] [--hold MS]
-#                              [--no-build] [--out FILE] [--keep]
+#                              [--edge-dispatch] [--edge-cores N] [--kamailio-children N]
+#                              [--hold MS] [--no-build] [--out FILE] [--keep]
 # See bench/README.md. Loopback only; everything started is stopped on exit.
 set -euo pipefail
 
@@ -30,8 +33,9 @@ HOLD_MS=0
 BUILD=1
 OUT=""
 KEEP=0
+EDGE_DISPATCH=0
 
-usage() { sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
   case "$1" in
@@ -39,6 +43,7 @@ while (($#)); do
     --duration) DURATION="$2"; shift 2 ;;
     --proxy) PROXY="$2"; shift 2 ;;
     --edge-cores) EDGE_CORES="$2"; shift 2 ;;
+    --edge-dispatch) EDGE_DISPATCH=1; shift ;;
     --kamailio-children) KAMAILIO_CHILDREN="$2"; shift 2 ;;
     --hold) HOLD_MS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
@@ -49,6 +54,9 @@ while (($#)); do
   esac
 done
 case "$PROXY" in edge|kamailio|both) ;; *) echo "--proxy: edge, kamailio or both" >&2; exit 2 ;; esac
+if ((EDGE_DISPATCH)) && [[ "$PROXY" == kamailio ]]; then
+  echo "--edge-dispatch needs --proxy edge or both" >&2; exit 2
+fi
 for n in "$RATE" "$DURATION" "$EDGE_CORES" "$KAMAILIO_CHILDREN" "$HOLD_MS"; do
   [[ "$n" =~ ^[0-9]+$ ]] || { echo "not a whole number: $n" >&2; exit 2; }
 done
@@ -172,6 +180,11 @@ stat_col() {
                          NF > 1 { v = $c } END { print (v == "" ? 0 : v) }' "$1"
 }
 
+# calls a UAS took (SIPp's TotalCallCreated: the INVITEs that opened a call)
+uas_calls() { # name
+  stat_col "$WORK/$1/stats.csv" 'TotalCallCreated'
+}
+
 start_uas() { # name port
   local dir="$WORK/$1"
   mkdir -p "$dir"
@@ -230,8 +243,8 @@ bench_kamailio() {
   local p uas_a uas_b port uac dir="$WORK/kamailio"
   read -r uas_a uas_b port uac <<<"$(free_ports 4)"
   mkdir -p "$dir"
-  start_uas uas-a "$uas_a"
-  start_uas uas-b "$uas_b"
+  start_uas kamailio-uas-a "$uas_a"
+  start_uas kamailio-uas-b "$uas_b"
   printf '1 sip:127.0.0.1:%s;transport=udp\n1 sip:127.0.0.1:%s;transport=udp\n' \
     "$uas_a" "$uas_b" >"$dir/dispatcher.list"
   setsid kamailio -DD -E -f "$KAMAILIO_CFG" -L "$KAMAILIO_MODULES" -l "udp:127.0.0.1:$port" \
@@ -250,22 +263,46 @@ bench_kamailio() {
   kill -TERM -- "-$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
   stop_uas_pids
+  log "kamailio: calls taken by UAS A $(uas_calls kamailio-uas-a), UAS B $(uas_calls kamailio-uas-b)"
 }
 
-bench_edge() {
-  local p uas_a uas_b port uac dir="$WORK/edge" bin="$ROOT/target/release/edge"
+EDGE_BIN="$ROOT/target/release/edge"
+
+build_edge() {
   if ((BUILD)); then
     log "cargo build --release -p edge"
     (cd "$ROOT" && cargo build --release --quiet -p edge)
   fi
-  [[ -x "$bin" ]] || { echo "no $bin (drop --no-build)" >&2; exit 1; }
+  [[ -x "$EDGE_BIN" ]] || { echo "no $EDGE_BIN (drop --no-build)" >&2; exit 1; }
+}
+
+# edge with one next hop (label edge) or with its dispatcher (label edge+ds)
+bench_edge() { # next-hop|dispatch
+  local mode=$1 label p uas_a uas_b port uac dir route
+  case "$mode" in
+    next-hop) label=edge ;;
+    dispatch) label=edge+ds ;;
+  esac
+  dir="$WORK/$label"
   read -r uas_a uas_b port uac <<<"$(free_ports 4)"
   mkdir -p "$dir"
-  start_uas uas-a "$uas_a"
-  start_uas uas-b "$uas_b"
+  start_uas "$label-uas-a" "$uas_a"
+  start_uas "$label-uas-b" "$uas_b"
   printf '[runtime]\nshutdown_grace_ms = 1000\n' >"$dir/edge.toml"
-  NO_COLOR=1 RUST_LOG=info setsid "$bin" --config "$dir/edge.toml" --listen "udp:127.0.0.1:$port" \
-    --next-hop "sip:127.0.0.1:$uas_a" --cores "$EDGE_CORES" >"$dir/edge.log" 2>&1 &
+  if [[ "$mode" == dispatch ]]; then
+    # Kamailio's setup: set 1 = UAS A and B, round-robin (algorithm 4), no
+    # OPTIONS probing (flags 0 and probe_all = false; Kamailio runs with
+    # ds_ping_interval 0). The UAS scenario does not answer OPTIONS anyway.
+    printf '1 sip:127.0.0.1:%s;transport=udp 0 0 duid=a\n1 sip:127.0.0.1:%s;transport=udp 0 0 duid=b\n' \
+      "$uas_a" "$uas_b" >"$dir/dispatcher.list"
+    printf '\n[dispatcher]\nset = 1\nalgorithm = 4\n\n[dispatcher.health]\nprobe_all = false\n' \
+      >>"$dir/edge.toml"
+    route=(--dispatcher-list "$dir/dispatcher.list")
+  else
+    route=(--next-hop "sip:127.0.0.1:$uas_a")
+  fi
+  NO_COLOR=1 RUST_LOG=info setsid "$EDGE_BIN" --config "$dir/edge.toml" --listen "udp:127.0.0.1:$port" \
+    "${route[@]}" --cores "$EDGE_CORES" >"$dir/edge.log" 2>&1 &
   p=$!
   GROUPS_+=("$p")
   if ! wait_options_200 "$port" 15; then
@@ -273,38 +310,64 @@ bench_edge() {
     tail -20 "$dir/edge.log" >&2
     exit 1
   fi
-  log "edge (release, --cores $EDGE_CORES) on :$port, one next hop: every call to UAS :$uas_a" \
-      "(UAS :$uas_b runs idle); $CALLS calls at $RATE cps"
-  RESULTS+=("$(run_measured "edge" "$port" "$p" "$uac")")
+  if [[ "$mode" == dispatch ]]; then
+    log "edge (release, --cores $EDGE_CORES) on :$port, dispatcher round-robin to UAS :$uas_a and :$uas_b," \
+        "no probing; $CALLS calls at $RATE cps"
+  else
+    log "edge (release, --cores $EDGE_CORES) on :$port, one next hop: every call to UAS :$uas_a" \
+        "(UAS :$uas_b runs idle); $CALLS calls at $RATE cps"
+  fi
+  RESULTS+=("$(run_measured "$label" "$port" "$p" "$uac")")
   kill -TERM "$p" 2>/dev/null || true
   wait "$p" 2>/dev/null || true
   if grep -q ' ERROR ' "$dir/edge.log"; then
-    echo "edge logged errors:" >&2
+    echo "$label logged errors:" >&2
     grep ' ERROR ' "$dir/edge.log" | head -5 >&2
   fi
   stop_uas_pids
+  log "$label: calls taken by UAS A $(uas_calls "$label-uas-a"), UAS B $(uas_calls "$label-uas-b")"
 }
 
 log "workdir $WORK; rate $RATE cps for $DURATION s ($CALLS calls), hold ${HOLD_MS} ms," \
     "scenarios uac_basic_rr -> proxy -> uas_basic_rr; $(nproc) CPUs"
 [[ "$PROXY" == edge ]] || bench_kamailio
-[[ "$PROXY" == kamailio ]] || bench_edge
+if [[ "$PROXY" != kamailio ]]; then
+  build_edge
+  bench_edge next-hop
+  if ((EDGE_DISPATCH)); then bench_edge dispatch; fi
+fi
 
 {
   echo
   echo "cpu_per_call: $RATE cps x $DURATION s = $CALLS calls, hold ${HOLD_MS} ms, $(nproc) CPUs, $(uname -r)"
-  echo "  kamailio: $(kamailio -v 2>/dev/null | head -1 | sed 's/^version: //'), tests/kamailio/proxy.cfg," \
-       "-n $KAMAILIO_CHILDREN UDP children, dispatcher round-robin over 2 UAS"
-  echo "  edge: target/release/edge --cores $EDGE_CORES, one next hop (UAS A; UAS B idle)"
+  if [[ "$PROXY" != edge ]]; then
+    echo "  kamailio: $(kamailio -v 2>/dev/null | head -1 | sed 's/^version: //'), tests/kamailio/proxy.cfg," \
+         "-n $KAMAILIO_CHILDREN UDP children, dispatcher round-robin over 2 UAS"
+  fi
+  if [[ "$PROXY" != kamailio ]]; then
+    echo "  edge: target/release/edge --cores $EDGE_CORES, one next hop (UAS A; UAS B idle)"
+  fi
+  if ((EDGE_DISPATCH)); then
+    echo "  edge+ds: target/release/edge --cores $EDGE_CORES, dispatcher.list set 1 = UAS A and B," \
+         "algorithm 4 (round-robin), no probing"
+  fi
   echo "  (retrans: SIPp UAC retransmissions; udp_drops: host UDP receive-buffer overflows during the run)"
   printf '%-9s %9s %7s %8s %8s %7s %12s %5s %6s %10s\n' proxy ok_calls failed retrans cpu_s wall_s cpu_us/call rc procs udp_drops
   for r in "${RESULTS[@]}"; do
     IFS=$'\t' read -r label ok failed retrans cpu wall per rc procs drops <<<"$r"
     printf '%-9s %9s %7s %8s %8s %7s %12s %5s %6s %10s\n' "$label" "$ok" "$failed" "$retrans" "$cpu" "$wall" "$per" "$rc" "$procs" "$drops"
   done
-  if ((${#RESULTS[@]} == 2)); then
-    k=$(cut -f7 <<<"${RESULTS[0]}")
-    e=$(cut -f7 <<<"${RESULTS[1]}")
-    python3 -c "import sys; k, e = float(sys.argv[1]), float(sys.argv[2]); print(f'ratio edge/kamailio cpu per call: {e / k:.3f} (kamailio/edge: {k / e:.2f}x)')" "$k" "$e"
-  fi
+  # ratios against kamailio (when it ran), and the cost of dispatching
+  python3 - "${RESULTS[@]}" <<'EOF'
+import sys
+rows = {r.split("\t")[0]: float(r.split("\t")[6]) for r in sys.argv[1:]}
+k = rows.get("kamailio")
+for label in ("edge", "edge+ds"):
+    e = rows.get(label)
+    if k and e:
+        print(f"ratio {label}/kamailio cpu per call: {e / k:.3f} (kamailio/{label}: {k / e:.2f}x)")
+if rows.get("edge") and rows.get("edge+ds"):
+    d = rows["edge+ds"] - rows["edge"]
+    print(f"dispatching: edge+ds - edge = {d:+.1f} us/call ({d / rows['edge'] * 100:+.1f} %)")
+EOF
 } | tee -a "${OUT:-/dev/null}"

@@ -356,6 +356,26 @@ impl EdgeProcess {
         }
     }
 
+    /// How many log lines so far contain every one of `parts`.
+    pub fn count_log_lines(&self, parts: &[&str]) -> usize {
+        count_lines(&strip_ansi(&self.log()), parts)
+    }
+
+    /// Waits, at most `bound`, until at least `count` log lines contain
+    /// every one of `parts` (e.g. the n-th `dispatcher sets reloaded` of
+    /// every shard); returns the number seen, which is below `count` on
+    /// timeout.
+    pub fn wait_for_log_count(&self, parts: &[&str], count: usize, bound: Duration) -> usize {
+        let deadline = Instant::now() + bound;
+        loop {
+            let seen = self.count_log_lines(parts);
+            if seen >= count || Instant::now() >= deadline {
+                return seen;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends SIGTERM (graceful shutdown) and returns at once.
     pub fn terminate(&mut self) -> io::Result<()> {
         self.terminated_at.get_or_insert_with(Instant::now);
@@ -570,6 +590,13 @@ fn field_after<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
+/// How many lines of `log` contain every one of `parts`.
+pub fn count_lines(log: &str, parts: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| parts.iter().all(|p| l.contains(p)))
+        .count()
+}
+
 /// Lines whose level (the tracing `fmt` layout: time, level, target) is `level`.
 pub fn lines_at_level<'a>(log: &'a str, level: &str) -> Vec<&'a str> {
     log.lines()
@@ -693,6 +720,13 @@ mod tests {
         assert_eq!(lines_at_level(LOG, "ERROR").len(), 1);
         assert_eq!(lines_at_level(LOG, "INFO").len(), 3);
         assert!(lines_at_level(LOG, "WARN").is_empty());
+    }
+
+    #[test]
+    fn counts_lines_with_every_part() {
+        assert_eq!(count_lines(LOG, &["shard exited"]), 2);
+        assert_eq!(count_lines(LOG, &["shard exited", "shard=1"]), 1);
+        assert_eq!(count_lines(LOG, &["shard exited", "nowhere"]), 0);
     }
 
     #[test]
