@@ -68,10 +68,15 @@ CLK_TCK=$(getconf CLK_TCK)
 SIPP_BUFFER=1048576
 
 need() { command -v "$1" >/dev/null 2>&1 || { echo "missing: $1 ($2)" >&2; exit 2; }; }
-need sipp "apt-get install sip-tester"
+# shellcheck source=../tests/packages.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../tests/packages.sh"
+if [[ "$PROXY" != edge ]]; then
+  ensure_packages "sipp sip-tester" "kamailio kamailio"
+else
+  ensure_packages "sipp sip-tester"
+fi
 need python3 "used for free ports and the OPTIONS readiness ping"
 need setsid "util-linux"
-if [[ "$PROXY" != edge ]]; then need kamailio "apt-get install kamailio"; fi
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/edge-bench.XXXXXX")"
 PIDS=()     # processes we started (sipp)
