@@ -117,6 +117,12 @@ inactive_threshold = 2
 accepted_codes = []
 # Probe every destination not flagged no-ping (32); false probes only those flagged probing (8).
 probe_all = true
+
+[rpc]
+# JSON-RPC 2.0 over HTTP (POST /RPC or /) on its own thread, "IP:PORT"; unset = no RPC server.
+# listen = "127.0.0.1:5090"
+# Bearer token clients must send (Authorization: Bearer TOKEN); required to listen off loopback.
+# token = "a-long-random-secret"
 "#;
 
 /// A transport and address to listen on, written `udp:127.0.0.1:5060` or
@@ -247,6 +253,30 @@ pub struct Config {
     pub proxy: ProxyConfig,
     /// The dispatcher (`[dispatcher]`).
     pub dispatcher: DispatcherSettings,
+    /// The JSON-RPC control server (`[rpc]`).
+    pub rpc: RpcSettings,
+}
+
+/// The `[rpc]` section: the JSON-RPC server, off unless `listen` is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RpcSettings {
+    /// Where the HTTP server listens; `None` runs none.
+    pub listen: Option<SocketAddr>,
+    /// The bearer token every request must carry when set; required when
+    /// `listen` is not a loopback address.
+    pub token: Option<String>,
+}
+
+impl RpcSettings {
+    /// Refuses a non-loopback `listen` without a token.
+    fn check(&self) -> Result<(), String> {
+        match self.listen {
+            Some(addr) if !addr.ip().is_loopback() && self.token.is_none() => Err(format!(
+                "`{addr}` is not a loopback address: set rpc.token (a bearer token) to listen there"
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// Where the dispatcher's destinations come from.
@@ -358,6 +388,7 @@ impl Default for Config {
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             proxy: ProxyConfig::default(),
             dispatcher: DispatcherSettings::default(),
+            rpc: RpcSettings::default(),
         }
     }
 }
@@ -441,6 +472,8 @@ pub struct Overrides {
     pub cores: Option<usize>,
     /// `--dispatcher-list FILE`: replaces `dispatcher.list` (and inline destinations).
     pub dispatcher_list: Option<PathBuf>,
+    /// `--rpc IP:PORT`: replaces `rpc.listen`.
+    pub rpc: Option<SocketAddr>,
 }
 
 impl Config {
@@ -484,7 +517,19 @@ impl Config {
             next_hop,
             cores,
             dispatcher_list,
+            rpc,
         } = overrides;
+        if let Some(addr) = rpc {
+            let settings = RpcSettings {
+                listen: Some(addr),
+                token: self.rpc.token.clone(),
+            };
+            settings.check().map_err(|message| ConfigError::Flag {
+                flag: "--rpc".into(),
+                message,
+            })?;
+            self.rpc = settings;
+        }
         if let Some(path) = dispatcher_list {
             if path.as_os_str().is_empty() {
                 return Err(ConfigError::Flag {
@@ -584,6 +629,14 @@ struct RawConfig {
     transaction: Option<RawTransaction>,
     overload: Option<RawOverload>,
     dispatcher: Option<RawDispatcher>,
+    rpc: Option<RawRpc>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRpc {
+    listen: Option<Spanned<String>>,
+    token: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -721,6 +774,9 @@ impl Validator<'_> {
         }
         if let Some(d) = raw.dispatcher {
             self.dispatcher(d, &mut config.dispatcher)?;
+        }
+        if let Some(rpc) = raw.rpc {
+            self.rpc(rpc, &mut config.rpc)?;
         }
         Ok(config)
     }
@@ -899,6 +955,33 @@ impl Validator<'_> {
                 out.source = DestinationSource::Inline(sets);
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    fn rpc(&self, raw: RawRpc, rpc: &mut RpcSettings) -> Result<(), ConfigError> {
+        if let Some(token) = raw.token {
+            let t = token.get_ref();
+            if t.is_empty() || t.bytes().any(|b| !b.is_ascii_graphic()) {
+                return Err(self.invalid(
+                    token.span(),
+                    "rpc.token",
+                    "must be non-empty printable ASCII without spaces",
+                ));
+            }
+            rpc.token = Some(token.into_inner());
+        }
+        if let Some(listen) = raw.listen {
+            let addr: SocketAddr = listen.get_ref().parse().map_err(|_| {
+                self.invalid(
+                    listen.span(),
+                    "rpc.listen",
+                    "not an IP:PORT, e.g. \"127.0.0.1:5090\" or \"[::1]:5090\"",
+                )
+            })?;
+            rpc.listen = Some(addr);
+            rpc.check()
+                .map_err(|m| self.invalid(listen.span(), "rpc.listen", m))?;
         }
         Ok(())
     }

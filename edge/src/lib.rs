@@ -7,6 +7,7 @@
 pub mod config;
 pub mod dispatcher;
 pub mod proxy;
+pub mod rpc;
 pub mod runtime;
 pub mod sip;
 pub mod transaction;

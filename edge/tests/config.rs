@@ -404,6 +404,7 @@ fn flags_override_the_file() {
         next_hop: Some("sip:127.0.0.1:7000".into()),
         cores: Some(3),
         dispatcher_list: None,
+        rpc: None,
     })
     .unwrap();
     // --listen replaces the whole list, not appends.
@@ -478,9 +479,16 @@ fn printed_config_comments_every_field() {
     }
     // log_level, 3 in [sip] (next_hop commented out), 4 in [runtime],
     // 5 in [transaction], 1 in [overload], 5 in [dispatcher] (list commented
-    // out), 3 in [dispatcher.failover], 6 in [dispatcher.health]: every
-    // field of the file.
-    assert_eq!(keys, 28);
+    // out), 3 in [dispatcher.failover], 6 in [dispatcher.health], 2 in
+    // [rpc] (both commented out): every field of the file.
+    assert_eq!(keys, 30);
+    // The rpc examples, uncommented, are accepted.
+    let with_rpc = DEFAULT_CONFIG_TOML
+        .replace("# listen = \"127", "listen = \"127")
+        .replace("# token = ", "token = ");
+    let c = Config::from_toml_str(&with_rpc).unwrap();
+    assert_eq!(c.rpc.listen, Some("127.0.0.1:5090".parse().unwrap()));
+    assert!(c.rpc.token.is_some());
     // The dispatcher list example, uncommented, is accepted.
     let with_list = DEFAULT_CONFIG_TOML.replace("# list = ", "list = ");
     let c = Config::from_toml_str(&with_list).unwrap();
@@ -704,4 +712,60 @@ probe_all = false
         assert!(err.contains("d.list:2"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+// ---- [rpc] -----------------------------------------------------------------
+
+#[test]
+fn rpc_is_off_by_default_and_read_from_the_file() {
+    assert_eq!(Config::default().rpc.listen, None);
+    let c = Config::from_toml_str("[rpc]\nlisten = \"127.0.0.1:5090\"\n").unwrap();
+    assert_eq!(c.rpc.listen, Some("127.0.0.1:5090".parse().unwrap()));
+    assert_eq!(c.rpc.token, None);
+    let c = Config::from_toml_str("[rpc]\nlisten = \"[::1]:5090\"\n").unwrap();
+    assert!(c.rpc.listen.unwrap().ip().is_loopback());
+    let c =
+        Config::from_toml_str("[rpc]\nlisten = \"0.0.0.0:5090\"\ntoken = \"s3cret\"\n").unwrap();
+    assert_eq!(c.rpc.token.as_deref(), Some("s3cret"));
+}
+
+#[test]
+fn rpc_off_loopback_needs_a_token() {
+    let err = assert_error("[rpc]\n\nlisten = \"0.0.0.0:5090\"\n", "rpc.listen", 3);
+    assert!(err.to_string().contains("rpc.token"), "{err}");
+    assert_error("[rpc]\nlisten = \"localhost:5090\"\n", "rpc.listen", 2);
+    assert_error(
+        "[rpc]\nlisten = \"127.0.0.1:5090\"\ntoken = \"\"\n",
+        "rpc.token",
+        3,
+    );
+    assert_error("[rpc]\ntoken = \"a b\"\n", "rpc.token", 2);
+    assert_error("[rpc]\nport = 1\n", "rpc.port", 2);
+}
+
+#[test]
+fn rpc_flag_overrides_and_is_checked() {
+    let mut c = Config::default();
+    c.apply_overrides(Overrides {
+        rpc: Some("127.0.0.1:6090".parse().unwrap()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    assert_eq!(c.rpc.listen, Some("127.0.0.1:6090".parse().unwrap()));
+    let mut c = Config::default();
+    let err = c
+        .apply_overrides(Overrides {
+            rpc: Some("192.0.2.1:6090".parse().unwrap()),
+            ..Overrides::default()
+        })
+        .unwrap_err();
+    assert!(err.to_string().starts_with("--rpc: "), "{err}");
+    assert_eq!(c, Config::default());
+    let mut c = Config::from_toml_str("[rpc]\ntoken = \"t0k\"\n").unwrap();
+    c.apply_overrides(Overrides {
+        rpc: Some("192.0.2.1:6090".parse().unwrap()),
+        ..Overrides::default()
+    })
+    .unwrap();
+    assert_eq!(c.rpc.token.as_deref(), Some("t0k"));
 }

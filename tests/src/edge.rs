@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use crate::edge_binary;
 use crate::kamailio::options_ping;
-use crate::ports::{free_udp_port, loopback};
+use crate::ports::{free_tcp_port, free_udp_port, loopback};
 use crate::process::{read_tail, OwnedProcess, TempDir};
 
 /// `edge`'s own default for `runtime.shutdown_grace_ms` (64*T1).
@@ -57,6 +57,7 @@ pub struct Edge {
     env: Vec<(OsString, OsString)>,
     ready_timeout: Duration,
     max_lifetime: Duration,
+    rpc: bool,
 }
 
 impl Default for Edge {
@@ -80,6 +81,7 @@ impl Edge {
             env: Vec::new(),
             ready_timeout: Duration::from_secs(10),
             max_lifetime: Duration::from_secs(300),
+            rpc: false,
         }
     }
 
@@ -117,6 +119,13 @@ impl Edge {
     pub fn dispatcher_list(mut self, path: impl Into<PathBuf>) -> Self {
         self.args.push("--dispatcher-list".into());
         self.args.push(path.into().into_os_string());
+        self
+    }
+
+    /// `--rpc 127.0.0.1:PORT` on a free TCP port: the JSON-RPC server
+    /// ([`EdgeProcess::rpc_addr`]; a token comes with [`Edge::config_toml`]).
+    pub fn rpc(mut self) -> Self {
+        self.rpc = true;
         self
     }
 
@@ -229,6 +238,11 @@ impl Edge {
             args.push("--cores".into());
             args.push(n.to_string().into());
         }
+        let rpc_addr = self.rpc.then(|| loopback(free_tcp_port()));
+        if let Some(rpc) = rpc_addr {
+            args.push("--rpc".into());
+            args.push(rpc.to_string().into());
+        }
         if let Some(path) = &config_file {
             args.push("--config".into());
             args.push(path.clone().into_os_string());
@@ -257,6 +271,7 @@ impl Edge {
         let mut edge = EdgeProcess {
             process,
             addr,
+            rpc_addr,
             grace,
             log,
             command_line,
@@ -273,6 +288,7 @@ impl Edge {
 pub struct EdgeProcess {
     process: OwnedProcess,
     addr: SocketAddr,
+    rpc_addr: Option<SocketAddr>,
     grace: Duration,
     log: PathBuf,
     command_line: String,
@@ -284,6 +300,11 @@ impl EdgeProcess {
     /// Where it listens (UDP, 127.0.0.1).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Where its JSON-RPC server listens (TCP), if started with [`Edge::rpc`].
+    pub fn rpc_addr(&self) -> Option<SocketAddr> {
+        self.rpc_addr
     }
 
     /// Its UDP port.

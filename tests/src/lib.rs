@@ -8,6 +8,7 @@ pub mod edge;
 pub mod kamailio;
 pub mod ports;
 pub mod process;
+pub mod rpc;
 pub mod sipp;
 
 use std::path::PathBuf;

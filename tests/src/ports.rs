@@ -50,6 +50,28 @@ pub fn free_udp_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// One free TCP port on 127.0.0.1 (for an HTTP server of a peer), not
+/// handed out before by this process.
+pub fn free_tcp_port() -> u16 {
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind(SocketAddrV4::new(LOOPBACK, 0))
+            .expect("binding a TCP socket on 127.0.0.1 works");
+        let port = listener
+            .local_addr()
+            .expect("a bound socket has an address")
+            .port();
+        if handed_out.insert(port) {
+            return port;
+        }
+        held.push(listener);
+    }
+    panic!("could not find a free TCP port");
+}
+
 /// `127.0.0.1:port`.
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::V4(SocketAddrV4::new(LOOPBACK, port))

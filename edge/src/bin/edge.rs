@@ -48,6 +48,10 @@ struct RunArgs {
     /// Run on the first N cores (0..N); replaces `runtime.cores`.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     cores: Option<u32>,
+    /// Serve JSON-RPC 2.0 over HTTP (POST /RPC) on IP:PORT; replaces `rpc.listen`.
+    /// Off loopback it needs `rpc.token` in the file.
+    #[arg(long, value_name = "ADDR")]
+    rpc: Option<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +111,7 @@ fn load_config(args: &RunArgs) -> Result<Config, edge::config::ConfigError> {
         next_hop: args.next_hop.clone(),
         cores: args.cores.map(|n| n as usize),
         dispatcher_list: args.dispatcher_list.clone(),
+        rpc: args.rpc,
     })?;
     Ok(config)
 }

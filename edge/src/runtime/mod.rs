@@ -66,6 +66,16 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let sets = load_sets(&config).map_err(RuntimeError::Setup)?;
     let sockets = socket::bind_all(&config, cores.len())?;
     let stop = Arc::new(AtomicBool::new(false));
+    let (rpc_server, rpc_calls) = match config.rpc.listen {
+        Some(addr) => {
+            let (server, calls) =
+                crate::rpc::server::RpcServer::start(addr, config.rpc.token.clone(), stop.clone())
+                    .map_err(RuntimeError::Setup)?;
+            tracing::info!(addr = %server.addr(), token = config.rpc.token.is_some(), "rpc: JSON-RPC over HTTP listening");
+            (Some(server), calls)
+        }
+        None => (None, crossbeam_channel::never()),
+    };
     for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(signal, stop.clone())
             .map_err(|e| RuntimeError::Setup(format!("cannot install signal handler: {e}")))?;
@@ -125,17 +135,37 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         handles.push(handle);
     }
     drop(report_tx);
-    let mut view = DispatcherView::default();
+    let mut main = MainThread {
+        config: &config,
+        control: &control,
+        mesh: &mesh,
+        view: DispatcherView::default(),
+        sets: sets.clone(),
+        started: std::time::SystemTime::now(),
+    };
     while !handles.iter().all(|h| h.is_finished()) {
         if reload.swap(false, Ordering::Relaxed) {
-            reload_sets(&config, &control, &mesh);
+            let _ = crate::rpc::Backend::reload(&mut main, "SIGHUP");
         }
-        if let Ok(report) = reports.recv_timeout(Duration::from_millis(100)) {
-            view.update(report);
+        crossbeam_channel::select! {
+            recv(reports) -> r => if let Ok(report) = r {
+                main.view.update(report);
+            },
+            recv(rpc_calls) -> c => if let Ok(call) = c {
+                let result = crate::rpc::dispatch(&mut main, &call.request, call.remote);
+                let _ = call.reply.try_send(result);
+            },
+            default(Duration::from_millis(100)) => {}
         }
     }
     while let Ok(report) = reports.try_recv() {
-        view.update(report);
+        main.view.update(report);
+    }
+    let view = main.view;
+    drop(rpc_calls);
+    if let Some(server) = rpc_server {
+        stop.store(true, Ordering::Relaxed);
+        server.join();
     }
     if sets.is_some() {
         for t in view.totals() {
@@ -163,33 +193,94 @@ fn load_sets(config: &Config) -> Result<Option<Arc<DestinationSets>>, String> {
     Ok(Some(Arc::new(loaded.sets)))
 }
 
-/// SIGHUP: a new snapshot of the list file to every shard, or an error
-/// logged and the running sets kept.
-fn reload_sets(config: &Config, control: &[Sender<shard::LinkMsg>], mesh: &shard::Mesh) {
-    if !matches!(config.dispatcher.source, DestinationSource::List(_)) {
-        tracing::info!("SIGHUP: no dispatcher list to reload");
-        return;
+/// The main thread's state: what the control plane reads and the reload
+/// path (SIGHUP and `dispatcher.reload`).
+struct MainThread<'a> {
+    config: &'a Config,
+    control: &'a [Sender<shard::LinkMsg>],
+    mesh: &'a shard::Mesh,
+    view: DispatcherView,
+    /// The sets the shards were last sent.
+    sets: Option<Arc<DestinationSets>>,
+    started: std::time::SystemTime,
+}
+
+fn unix_seconds(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl crate::rpc::Backend for MainThread<'_> {
+    fn clock(&self) -> (u64, u64) {
+        (
+            unix_seconds(self.started),
+            unix_seconds(std::time::SystemTime::now()),
+        )
     }
-    let sets = match load_sets(config) {
-        Ok(Some(sets)) => sets,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::error!("dispatcher reload failed, the running sets stay: {e}");
-            return;
+
+    fn sets(&self) -> Option<&DestinationSets> {
+        self.sets.as_deref()
+    }
+
+    fn totals(&self) -> Vec<DestinationTotal> {
+        self.view.totals()
+    }
+
+    fn probe_all(&self) -> bool {
+        self.config.dispatcher.dispatcher.health.probe_all
+    }
+
+    /// A new snapshot of the list file to every shard, or an error logged
+    /// (and returned) and the running sets kept.
+    fn reload(&mut self, who: &str) -> Result<(), String> {
+        if !matches!(self.config.dispatcher.source, DestinationSource::List(_)) {
+            tracing::info!(who, "no dispatcher list to reload");
+            return Err("No dispatcher list to reload".into());
         }
-    };
-    tracing::info!(
-        destinations = sets.destination_count(),
-        "dispatcher list reloaded"
-    );
-    let wakers = mesh.wakers();
-    for (i, tx) in control.iter().enumerate() {
-        if tx.try_send(shard::LinkMsg::Reload(sets.clone())).is_err() {
-            tracing::warn!(shard = i, "reload not delivered: control channel full");
+        let sets = match load_sets(self.config) {
+            Ok(Some(sets)) => sets,
+            Ok(None) => return Err("No dispatcher list to reload".into()),
+            Err(e) => {
+                tracing::error!(who, "dispatcher reload failed, the running sets stay: {e}");
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            who,
+            destinations = sets.destination_count(),
+            "dispatcher list reloaded"
+        );
+        let wakers = self.mesh.wakers();
+        for (i, tx) in self.control.iter().enumerate() {
+            if tx.try_send(shard::LinkMsg::Reload(sets.clone())).is_err() {
+                tracing::warn!(shard = i, "reload not delivered: control channel full");
+            }
+            if let Some(w) = wakers.get(i) {
+                let _ = w.wake();
+            }
         }
-        if let Some(w) = wakers.get(i) {
+        self.sets = Some(sets);
+        Ok(())
+    }
+
+    /// To shard 0, which applies the state and sends the change to the
+    /// others (the shards' own path for state changes).
+    fn set_state(&mut self, keys: Vec<DestKey>, state: DestState, who: &str) -> Result<(), String> {
+        for k in &keys {
+            tracing::info!(who, set = k.set, uri = %k.uri, state = %state.letter(), "destination state set by the operator");
+        }
+        let Some(tx) = self.control.first() else {
+            return Err("No shard is running".into());
+        };
+        tx.try_send(shard::LinkMsg::SetState(keys, state))
+            .map_err(|_| {
+                tracing::warn!(who, "state change not delivered: control channel full");
+                "The shards are busy, the state was not changed: try again".to_string()
+            })?;
+        if let Some(w) = self.mesh.wakers().first() {
             let _ = w.wake();
         }
+        Ok(())
     }
 }
 

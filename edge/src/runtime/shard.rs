@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender, TrySendError};
 use super::router::ShardRouter;
 use super::socket::ShardSockets;
 use super::uring::{Datagram, RingConfig, SendError, UdpRing, Waker};
-use crate::dispatcher::{DestLoad, DestinationSets, RouterStats, StateChange};
+use crate::dispatcher::{DestKey, DestLoad, DestState, DestinationSets, RouterStats, StateChange};
 use crate::proxy::{ProxyConfig, ProxyCore, Transmit};
 use crate::sip::{owner_shard, peek_call_id};
 
@@ -38,6 +38,9 @@ pub(super) enum LinkMsg {
     State(StateChange),
     /// A new destination snapshot (SIGHUP), from the main thread.
     Reload(Arc<DestinationSets>),
+    /// The operator sets these destinations' state (RPC), from the main
+    /// thread to one shard, which sends the change to the others.
+    SetState(Vec<DestKey>, DestState),
 }
 
 /// What a shard publishes about its dispatcher, about once a second: the
@@ -389,6 +392,16 @@ impl Shard {
                         self.counters.state_changes_in += 1;
                         if let Some(d) = self.core.router_mut().dispatch_mut() {
                             d.apply_state_change(&change);
+                        }
+                    }
+                    LinkMsg::SetState(keys, state) => {
+                        if let Some(d) = self.core.router_mut().dispatch_mut() {
+                            let d = d.dispatcher_mut();
+                            for key in &keys {
+                                if let Some(id) = d.find(key) {
+                                    d.set_state(id, state);
+                                }
+                            }
                         }
                     }
                     LinkMsg::Reload(sets) => {
