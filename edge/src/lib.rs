@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod dispatcher;
+pub mod metrics;
 pub mod proxy;
 pub mod rpc;
 pub mod runtime;

@@ -710,6 +710,29 @@ impl Error for EdgeError {
     }
 }
 
+/// Path to the workspace's `edgectl` binary (next to `edge`), built in the
+/// profile of the running test (cargo builds it only if it is out of date).
+pub fn edgectl_binary() -> PathBuf {
+    static PATH: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let edge = edge_binary();
+        let release = edge
+            .parent()
+            .and_then(Path::file_name)
+            .is_some_and(|n| n == "release");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "--quiet", "-p", "edge", "--bin", "edgectl"]);
+        if release {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building edge/edgectl failed");
+        edge.with_file_name("edgectl")
+    })
+    .clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

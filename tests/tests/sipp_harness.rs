@@ -98,16 +98,19 @@ fn cancel_after_ringing_ends_every_call_in_487() {
 }
 
 #[test]
+/// With the route-set scenarios: SIPp's built-in UAC takes a 180 that one
+/// Kamailio worker relays after another relayed the 200 for an unexpected
+/// message and fails the call; these scenarios match responses by transaction.
 fn uac_through_kamailio_to_uas_200_calls() {
     let started = setup();
     require_kamailio();
-    let uas = Sipp::builtin_uas()
+    let uas = Sipp::uas(Scenario::named("uas_basic_rr"))
         .calls(200)
         .timeout(SIPP_TIMEOUT)
         .spawn()
         .unwrap();
     let proxy = Kamailio::proxy_to(uas.local_addr()).spawn().unwrap();
-    let uac = Sipp::builtin_uac(proxy.addr())
+    let uac = Sipp::uac(Scenario::named("uac_basic_rr"), proxy.addr())
         .rate(100.0)
         .calls(200)
         .timeout(SIPP_TIMEOUT)
@@ -224,13 +227,14 @@ fn kamailio_round_robins_over_two_backends() {
     let started = setup();
     require_kamailio();
     let per_backend = 25;
-    let uas_a = Sipp::builtin_uas()
+    // Route-set scenarios, for the reason given at uac_through_kamailio_to_uas_200_calls.
+    let uas_a = Sipp::uas(Scenario::named("uas_basic_rr"))
         .calls(per_backend)
         .timeout(SIPP_TIMEOUT)
         .name("uas-a")
         .spawn()
         .unwrap();
-    let uas_b = Sipp::builtin_uas()
+    let uas_b = Sipp::uas(Scenario::named("uas_basic_rr"))
         .calls(per_backend)
         .timeout(SIPP_TIMEOUT)
         .name("uas-b")
@@ -239,7 +243,7 @@ fn kamailio_round_robins_over_two_backends() {
     let proxy = Kamailio::round_robin([uas_a.local_addr(), uas_b.local_addr()])
         .spawn()
         .unwrap();
-    let uac = Sipp::builtin_uac(proxy.addr())
+    let uac = Sipp::uac(Scenario::named("uac_basic_rr"), proxy.addr())
         .rate(50.0)
         .calls(2 * per_backend)
         .timeout(SIPP_TIMEOUT)

@@ -2,6 +2,9 @@
 //! a data-plane core) running a `tiny_http` server. It reads and checks each
 //! request and hands the method call to the main thread, which owns the
 //! dispatcher view and the reload path, then writes the answer.
+//!
+//! `GET /metrics` is answered here from the main thread's latest copy of the
+//! shards' reports ([`crate::metrics`]), without a call to the main thread.
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -14,6 +17,7 @@ use crossbeam_channel::{Receiver, Sender};
 use serde_json::Value;
 
 use super::{failure, parse_request, success, Request, RpcError, OPERATIONAL};
+use crate::metrics::Metrics;
 
 /// The largest request body read, bytes; a longer one gets 413.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -45,6 +49,7 @@ impl RpcServer {
         addr: SocketAddr,
         token: Option<String>,
         stop: Arc<AtomicBool>,
+        metrics: Metrics,
     ) -> Result<(RpcServer, Receiver<Call>), String> {
         let server = tiny_http::Server::http(addr)
             .map_err(|e| format!("rpc: cannot listen on {addr}: {e}"))?;
@@ -55,7 +60,7 @@ impl RpcServer {
         let (tx, rx) = crossbeam_channel::bounded(64);
         let thread = std::thread::Builder::new()
             .name("rpc".into())
-            .spawn(move || serve(&server, token.as_deref(), &tx, &stop))
+            .spawn(move || serve(&server, token.as_deref(), &tx, &stop, &metrics))
             .map_err(|e| format!("rpc: cannot start its thread: {e}"))?;
         Ok((
             RpcServer {
@@ -79,10 +84,16 @@ impl RpcServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, token: Option<&str>, calls: &Sender<Call>, stop: &AtomicBool) {
+fn serve(
+    server: &tiny_http::Server,
+    token: Option<&str>,
+    calls: &Sender<Call>,
+    stop: &AtomicBool,
+    metrics: &Metrics,
+) {
     while !stop.load(Ordering::Relaxed) {
         match server.recv_timeout(POLL) {
-            Ok(Some(request)) => handle(request, token, calls),
+            Ok(Some(request)) => handle(request, token, calls, metrics),
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!("rpc: accepting a request failed: {e}");
@@ -132,16 +143,41 @@ fn authorized(request: &tiny_http::Request, token: &str) -> bool {
         })
 }
 
-fn handle(mut request: tiny_http::Request, token: Option<&str>, calls: &Sender<Call>) {
+/// The Prometheus text of the shards' latest reports.
+fn serve_metrics(request: tiny_http::Request, metrics: &Metrics) {
+    let mut response = tiny_http::Response::from_string(metrics.render());
+    if let Some(h) = header("Content-Type", crate::metrics::CONTENT_TYPE) {
+        response.add_header(h);
+    }
+    if let Err(e) = request.respond(response) {
+        tracing::debug!("rpc: writing the metrics failed: {e}");
+    }
+}
+
+fn handle(
+    mut request: tiny_http::Request,
+    token: Option<&str>,
+    calls: &Sender<Call>,
+    metrics: &Metrics,
+) {
     let remote = request
         .remote_addr()
         .copied()
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let path = request.url().split('?').next().unwrap_or("");
-    if path != "/RPC" && path != "/" {
-        return respond(request, 404, "Not found: POST to /RPC\n".into(), None);
+    let is_metrics = path == "/metrics";
+    if !is_metrics && path != "/RPC" && path != "/" {
+        return respond(
+            request,
+            404,
+            "Not found: POST to /RPC, or GET /metrics\n".into(),
+            None,
+        );
     }
-    if *request.method() != tiny_http::Method::Post {
+    if is_metrics && *request.method() != tiny_http::Method::Get {
+        return respond(request, 405, "GET only\n".into(), Some(("Allow", "GET")));
+    }
+    if !is_metrics && *request.method() != tiny_http::Method::Post {
         return respond(request, 405, "POST only\n".into(), Some(("Allow", "POST")));
     }
     if let Some(token) = token {
@@ -154,6 +190,9 @@ fn handle(mut request: tiny_http::Request, token: Option<&str>, calls: &Sender<C
                 Some(("WWW-Authenticate", "Bearer")),
             );
         }
+    }
+    if is_metrics {
+        return serve_metrics(request, metrics);
     }
     if request.body_length().is_some_and(|n| n > MAX_BODY_BYTES) {
         return respond(request, 413, "Request body too large\n".into(), None);

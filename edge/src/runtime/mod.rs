@@ -66,11 +66,16 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
     let sets = load_sets(&config).map_err(RuntimeError::Setup)?;
     let sockets = socket::bind_all(&config, cores.len())?;
     let stop = Arc::new(AtomicBool::new(false));
+    let metrics = crate::metrics::Metrics::default();
     let (rpc_server, rpc_calls) = match config.rpc.listen {
         Some(addr) => {
-            let (server, calls) =
-                crate::rpc::server::RpcServer::start(addr, config.rpc.token.clone(), stop.clone())
-                    .map_err(RuntimeError::Setup)?;
+            let (server, calls) = crate::rpc::server::RpcServer::start(
+                addr,
+                config.rpc.token.clone(),
+                stop.clone(),
+                metrics.clone(),
+            )
+            .map_err(RuntimeError::Setup)?;
             tracing::info!(addr = %server.addr(), token = config.rpc.token.is_some(), "rpc: JSON-RPC over HTTP listening");
             (Some(server), calls)
         }
@@ -149,6 +154,7 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         }
         crossbeam_channel::select! {
             recv(reports) -> r => if let Ok(report) = r {
+                metrics.publish(report.clone());
                 main.view.update(report);
             },
             recv(rpc_calls) -> c => if let Ok(call) = c {
@@ -299,7 +305,7 @@ pub struct DestinationTotal {
 
 /// The main thread's view of the dispatcher: each shard's latest
 /// [`ShardReport`]. The control plane reads this, never shard memory.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DispatcherView {
     reports: Vec<Option<ShardReport>>,
 }
@@ -312,6 +318,11 @@ impl DispatcherView {
             self.reports.resize(i + 1, None);
         }
         self.reports[i] = Some(report);
+    }
+
+    /// Each shard's latest report, by shard.
+    pub fn reports(&self) -> impl Iterator<Item = &ShardReport> {
+        self.reports.iter().flatten()
     }
 
     /// Totals per destination, in the order the first shard lists them.

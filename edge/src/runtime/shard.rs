@@ -16,7 +16,7 @@ use super::router::ShardRouter;
 use super::socket::ShardSockets;
 use super::uring::{Datagram, RingConfig, SendError, UdpRing, Waker};
 use crate::dispatcher::{DestKey, DestLoad, DestState, DestinationSets, RouterStats, StateChange};
-use crate::proxy::{ProxyConfig, ProxyCore, Transmit};
+use crate::proxy::{ProxyConfig, ProxyCore, ProxyStats, Transmit};
 use crate::sip::{owner_shard, peek_call_id};
 
 /// A datagram received by one shard for a call another shard owns.
@@ -56,6 +56,14 @@ pub struct ShardReport {
     pub dialogs: usize,
     /// Router counters.
     pub stats: RouterStats,
+    /// The proxy core's counters.
+    pub proxy: ProxyStats,
+    /// The shell's counters.
+    pub shell: ShellCounters,
+    /// Transactions in the table.
+    pub transactions: usize,
+    /// Transactions still waiting for a final response.
+    pub unfinished: usize,
 }
 
 /// On shutdown, with nothing unfinished, a shard still waits until no
@@ -467,20 +475,25 @@ impl Shard {
         }
     }
 
-    /// Publishes the dispatcher's loads for the main thread, once a second.
+    /// Publishes the shard's counters and the dispatcher's loads for the
+    /// main thread, once a second.
     fn publish(&mut self, now: Instant) {
         if now < self.next_report {
             return;
         }
         self.next_report = now + REPORT_INTERVAL;
-        let Some(d) = self.core.router().dispatch() else {
-            return;
-        };
+        let d = self.core.router().dispatch();
         let report = ShardReport {
             shard: self.index,
-            loads: d.dispatcher().load_snapshot(),
-            dialogs: d.dialog_count(),
-            stats: d.stats(),
+            loads: d
+                .map(|d| d.dispatcher().load_snapshot())
+                .unwrap_or_default(),
+            dialogs: d.map_or(0, |d| d.dialog_count()),
+            stats: d.map(|d| d.stats()).unwrap_or_default(),
+            proxy: self.core.stats().clone(),
+            shell: self.counters,
+            transactions: self.core.transaction_count(),
+            unfinished: self.core.unfinished_transaction_count(),
         };
         // The main thread keeps only the latest; a full channel drops one.
         let _ = self.reports.try_send(report);
