@@ -3,7 +3,6 @@
 //! the OPTIONS probes a router asks for. The proxy only follows the router's
 //! [`HuntStep`]s; it does not know how destinations are chosen.
 
-use std::hash::{DefaultHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -175,14 +174,18 @@ impl<R: Router> ProxyCore<R> {
         let (shard, shards) = self.shard;
         let secret = self.config.branch_secret;
         let call_id = (0..MAX_CALL_ID_TRIES)
-            .map(|i| format!("{:016x}@probe.edge", mix(secret, seq << 12 | i)))
+            .map(|i| {
+                let id = route::hex16(route::keyed_u64(secret, seq << 12 | i));
+                format!("{}@probe.edge", String::from_utf8_lossy(&id))
+            })
             .find(|c| owner_shard(c.as_bytes(), shards) == shard);
         let Some(call_id) = call_id else {
             return false;
         };
         let mut branch = Vec::with_capacity(32);
         branch.extend_from_slice(MAGIC_COOKIE);
-        branch.extend_from_slice(format!("{:016x}.p", mix(secret ^ 0x70, seq)).as_bytes());
+        branch.extend_from_slice(&route::hex16(route::keyed_u64(secret ^ 0x70, seq)));
+        branch.extend_from_slice(b".p");
         let from = probe
             .from
             .clone()
@@ -195,8 +198,8 @@ impl<R: Router> ProxyCore<R> {
         line(&[b"OPTIONS ", probe.uri.as_bytes(), b" SIP/2.0"]);
         line(&[b"Via: ", &route::our_via(local, &branch)]);
         line(&[b"Max-Forwards: 70"]);
-        let tag = format!("{:08x}", mix(secret ^ 0x74, seq) as u32);
-        line(&[b"From: <", from.as_bytes(), b">;tag=", tag.as_bytes()]);
+        let tag = route::hex16(route::keyed_u64(secret ^ 0x74, seq));
+        line(&[b"From: <", from.as_bytes(), b">;tag=", &tag[8..]]);
         line(&[b"To: <", probe.uri.as_bytes(), b">"]);
         line(&[b"Call-ID: ", call_id.as_bytes()]);
         line(&[b"CSeq: 1 OPTIONS"]);
@@ -222,29 +225,11 @@ fn rebranch(request: &Bytes, local: SocketAddr, secret: u64, attempt: u8) -> Opt
     let msg = Message::parse_datagram(request.clone(), &Default::default()).ok()?;
     let via = msg.top_via().ok()?;
     let old = via.branch()?;
-    let suffix = old
-        .iter()
-        .rposition(|&b| b == b'.')
-        .map_or(&[][..], |i| &old[i..]);
-    let mut branch = Vec::with_capacity(old.len() + 4);
-    branch.extend_from_slice(MAGIC_COOKIE);
-    let mut h = DefaultHasher::new();
-    h.write_u64(secret);
-    h.write(old);
-    h.write_u8(attempt);
-    branch.extend_from_slice(format!("{:016x}", h.finish()).as_bytes());
-    branch.extend_from_slice(suffix);
+    let branch = route::retry_branch(secret, old, attempt);
     let mut e = Editor::new(&msg);
     e.remove_top_via().ok()?;
     e.prepend_via(&route::our_via(local, &branch)).ok()?;
     e.finish().ok()
-}
-
-fn mix(secret: u64, n: u64) -> u64 {
-    let mut h = DefaultHasher::new();
-    h.write_u64(secret);
-    h.write_u64(n);
-    h.finish()
 }
 
 /// The reason phrase of a status this proxy writes after a hunt.

@@ -392,6 +392,39 @@ pub(super) fn branch(
     out
 }
 
+/// The branch of another attempt (`attempt`) of the request we sent with our
+/// branch `old`: `z9hG4bK`, a keyed hash of `old` and `attempt`, then `old`'s
+/// loop-hash suffix, so loop detection sees the same request.
+pub(super) fn retry_branch(secret: u64, old: &[u8], attempt: u8) -> Vec<u8> {
+    let suffix = old
+        .iter()
+        .rposition(|&b| b == b'.')
+        .map_or(&[][..], |i| &old[i..]);
+    let mut h = Feed::new(secret);
+    h.slice(old);
+    h.bytes(&[attempt]);
+    let mut out = Vec::with_capacity(7 + 16 + suffix.len());
+    out.extend_from_slice(MAGIC_COOKIE);
+    out.extend_from_slice(&hex16(h.finish()));
+    out.extend_from_slice(suffix);
+    out
+}
+
+/// A keyed hash of a number, for identifiers this proxy makes up (probe
+/// Call-IDs, branches, tags).
+pub(super) fn keyed_u64(secret: u64, n: u64) -> u64 {
+    let mut h = Feed::new(secret);
+    h.bytes(&n.to_ne_bytes());
+    h.finish()
+}
+
+/// `n` as 16 lowercase hex digits.
+pub(super) fn hex16(n: u64) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    put_hex(&mut out, n);
+    out
+}
+
 /// RFC 3261 16.3 step 4: a Via of ours whose loop hash equals this request's
 /// (`loop_hash`) means the request came back unchanged: a loop, not a spiral.
 /// `top_via` is the request's top Via, parsed already.
@@ -431,9 +464,7 @@ pub(super) fn to_tag(secret: u64, request: &Message) -> String {
     h.slice(request.call_id());
     h.opt_slice(request.from().ok().and_then(|f| f.tag()));
     h.opt_slice(request.top_via().ok().and_then(|v| v.branch()));
-    let mut out = [0u8; 16];
-    put_hex(&mut out, h.finish());
-    String::from_utf8_lossy(&out).into_owned()
+    String::from_utf8_lossy(&hex16(h.finish())).into_owned()
 }
 
 /// Does `request` carry Proxy-Require (we support no extension, 16.3 step 6)?
