@@ -25,7 +25,6 @@
 //! and waits, with a bound, for the graceful exit.
 
 use std::collections::BTreeMap;
-use std::error::Error;
 use std::ffi::OsString;
 use std::fmt;
 use std::fs::{self, File};
@@ -38,7 +37,7 @@ use std::time::{Duration, Instant};
 use crate::edge_binary;
 use crate::kamailio::options_ping;
 use crate::ports::{free_tcp_port, free_udp_port, loopback};
-use crate::process::{read_tail, OwnedProcess, TempDir};
+use crate::process::{read_tail, wait_for_200, NotUp, OwnedProcess, StartError, TempDir};
 
 /// `edge`'s own default for `runtime.shutdown_grace_ms` (64*T1).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_millis(32_000);
@@ -184,15 +183,15 @@ impl Edge {
     /// Starts `edge` and waits until it answers an OPTIONS ping with 200.
     pub fn spawn(self) -> Result<EdgeProcess, EdgeError> {
         if self.shutdown_grace.is_some() && self.config_toml.is_some() {
-            return Err(EdgeError::Usage(
+            return Err(usage(
                 "shutdown_grace and config_toml together: put shutdown_grace_ms in the TOML".into(),
             ));
         }
         let binary = self.binary.clone().unwrap_or_else(edge_binary);
         if !binary.is_file() {
-            return Err(EdgeError::Usage(format!("no binary {}", binary.display())));
+            return Err(usage(format!("no binary {}", binary.display())));
         }
-        let dir = TempDir::new("edge").map_err(|e| EdgeError::io("scratch dir", e))?;
+        let dir = TempDir::new("edge").map_err(|e| StartError::io("scratch dir", e))?;
         let port = self.port.unwrap_or_else(free_udp_port);
         let addr = loopback(port);
 
@@ -207,7 +206,7 @@ impl Edge {
         let config_file = match config_text {
             Some(text) => {
                 let path = dir.join("edge.toml");
-                fs::write(&path, text).map_err(|e| EdgeError::io("writing edge.toml", e))?;
+                fs::write(&path, text).map_err(|e| StartError::io("writing edge.toml", e))?;
                 Some(path)
             }
             None => None,
@@ -215,10 +214,10 @@ impl Edge {
         let grace = self.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE);
 
         let log = dir.join("edge.log");
-        let log_file = File::create(&log).map_err(|e| EdgeError::io("creating the log", e))?;
+        let log_file = File::create(&log).map_err(|e| StartError::io("creating the log", e))?;
         let stdout = dir.join("stdout.log");
         let stdout_file =
-            File::create(&stdout).map_err(|e| EdgeError::io("creating stdout.log", e))?;
+            File::create(&stdout).map_err(|e| StartError::io("creating stdout.log", e))?;
 
         // timeout passes our SIGTERM on; its own SIGKILL comes only after
         // the edge's grace period and a margin.
@@ -267,7 +266,7 @@ impl Edge {
             command.env(k, v);
         }
         let process = OwnedProcess::spawn("edge", &mut command)
-            .map_err(|e| EdgeError::io("spawning edge", e))?;
+            .map_err(|e| StartError::io("spawning edge", e))?;
         let mut edge = EdgeProcess {
             process,
             addr,
@@ -435,29 +434,23 @@ impl EdgeProcess {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), EdgeError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.process.try_status() {
-                return Err(EdgeError::Exited {
-                    status,
-                    diagnostics: self.diagnostics(),
-                });
-            }
-            // each ping waits up to 100 ms for its answer: the pacing
-            match options_ping(self.addr, Duration::from_millis(100)) {
-                Ok(status) if status.starts_with("SIP/2.0 200") => return Ok(()),
-                Ok(_) | Err(_) if Instant::now() < deadline => {
-                    // refused (not bound yet) comes back at once: don't spin
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                result => {
-                    return Err(EdgeError::NotReady {
-                        last: format!("{result:?}"),
-                        diagnostics: self.diagnostics(),
-                    })
-                }
-            }
-        }
+        let addr = self.addr;
+        // each ping waits up to 100 ms for its answer: the pacing
+        let up = wait_for_200(&mut self.process, timeout, || {
+            options_ping(addr, Duration::from_millis(100))
+        });
+        up.map_err(|e| match e {
+            NotUp::Exited(status) => StartError::Exited {
+                peer: "edge",
+                status,
+                diagnostics: self.diagnostics(),
+            },
+            NotUp::NoAnswer(last) => StartError::NotReady {
+                peer: "edge",
+                last,
+                diagnostics: self.diagnostics(),
+            },
+        })
     }
 
     /// Command line and the end of the log.
@@ -647,66 +640,13 @@ pub fn strip_ansi(text: &str) -> String {
     out
 }
 
-/// Why an `edge` could not be started.
-#[derive(Debug)]
-pub enum EdgeError {
-    /// The builder was used wrongly.
-    Usage(String),
-    /// An I/O error of the harness.
-    Io {
-        /// What the harness was doing.
-        what: String,
-        /// The error.
-        source: io::Error,
-    },
-    /// `edge` exited during startup (bad flag, port taken, no io_uring...).
-    Exited {
-        /// Its exit status.
-        status: ExitStatus,
-        /// Command line and log.
-        diagnostics: String,
-    },
-    /// `edge` did not answer OPTIONS with 200 in time.
-    NotReady {
-        /// The last ping's outcome.
-        last: String,
-        /// Command line and log.
-        diagnostics: String,
-    },
-}
+/// Why edge could not be started.
+pub type EdgeError = StartError;
 
-impl EdgeError {
-    fn io(what: &str, source: io::Error) -> Self {
-        Self::Io {
-            what: what.to_owned(),
-            source,
-        }
-    }
-}
-
-impl fmt::Display for EdgeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Usage(msg) => write!(f, "edge harness misuse: {msg}"),
-            Self::Io { what, source } => write!(f, "{what}: {source}"),
-            Self::Exited {
-                status,
-                diagnostics,
-            } => write!(f, "edge exited during startup ({status})\n{diagnostics}"),
-            Self::NotReady { last, diagnostics } => write!(
-                f,
-                "edge did not answer OPTIONS with 200 in time (last: {last})\n{diagnostics}"
-            ),
-        }
-    }
-}
-
-impl Error for EdgeError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Io { source, .. } => Some(source),
-            _ => None,
-        }
+fn usage(message: String) -> EdgeError {
+    StartError::Usage {
+        peer: "edge",
+        message,
     }
 }
 

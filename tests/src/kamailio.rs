@@ -17,18 +17,18 @@
 //! main process and workers — when the handle is dropped. `spawn` returns
 //! once Kamailio answers an OPTIONS ping.
 
-use std::error::Error;
-use std::fmt;
 use std::fs::{self, File};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::ports::{free_udp_port, loopback, LOOPBACK};
-use crate::process::{read_tail, OwnedProcess, TempDir, STOP_GRACE};
+use crate::process::{
+    read_tail, wait_for_200, NotUp, OwnedProcess, StartError, TempDir, STOP_GRACE,
+};
 use crate::sipp::find_on_path;
 use crate::workspace_root;
 
@@ -155,18 +155,18 @@ impl Kamailio {
     /// answers an OPTIONS ping.
     pub fn spawn(self) -> Result<KamailioProcess, KamailioError> {
         if !kamailio_available() {
-            return Err(KamailioError::NotInstalled);
+            return Err(StartError::NotInstalled {
+                peer: "kamailio",
+                package: "kamailio",
+            });
         }
         if self.backends.is_empty() {
-            return Err(KamailioError::Usage("no backend".into()));
+            return Err(usage("no backend".into()));
         }
         if !self.config.is_file() {
-            return Err(KamailioError::Usage(format!(
-                "no config file {}",
-                self.config.display()
-            )));
+            return Err(usage(format!("no config file {}", self.config.display())));
         }
-        let dir = TempDir::new("kamailio").map_err(|e| KamailioError::io("scratch dir", e))?;
+        let dir = TempDir::new("kamailio").map_err(|e| StartError::io("scratch dir", e))?;
         let port = self.port.unwrap_or_else(free_udp_port);
         let addr = loopback(port);
 
@@ -176,13 +176,13 @@ impl Kamailio {
             .iter()
             .map(|b| format!("1 sip:{}:{};transport=udp\n", b.ip(), b.port()))
             .collect();
-        fs::write(&ds_list, list).map_err(|e| KamailioError::io("writing dispatcher.list", e))?;
+        fs::write(&ds_list, list).map_err(|e| StartError::io("writing dispatcher.list", e))?;
 
         let log = dir.join("kamailio.log");
-        let log_file = File::create(&log).map_err(|e| KamailioError::io("creating the log", e))?;
+        let log_file = File::create(&log).map_err(|e| StartError::io("creating the log", e))?;
         let log_err = log_file
             .try_clone()
-            .map_err(|e| KamailioError::io("creating the log", e))?;
+            .map_err(|e| StartError::io("creating the log", e))?;
 
         let mut args: Vec<String> = vec![
             "--kill-after=5s".into(),
@@ -227,7 +227,7 @@ impl Kamailio {
             .stdout(log_file)
             .stderr(log_err);
         let process = OwnedProcess::spawn("kamailio", &mut command)
-            .map_err(|e| KamailioError::io("spawning kamailio", e))?;
+            .map_err(|e| StartError::io("spawning kamailio", e))?;
         let mut kamailio = KamailioProcess {
             process,
             addr,
@@ -301,29 +301,23 @@ impl KamailioProcess {
     }
 
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), KamailioError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(status) = self.process.try_status() {
-                return Err(KamailioError::Exited {
-                    status,
-                    diagnostics: self.diagnostics(),
-                });
-            }
-            // each ping waits up to 100 ms for its answer: the pacing
-            match options_ping(self.addr, Duration::from_millis(100)) {
-                Ok(status) if status.starts_with("SIP/2.0 200") => return Ok(()),
-                Ok(_) | Err(_) if Instant::now() < deadline => {
-                    // refused (not bound yet) comes back at once: don't spin
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-                result => {
-                    return Err(KamailioError::NotReady {
-                        last: format!("{result:?}"),
-                        diagnostics: self.diagnostics(),
-                    })
-                }
-            }
-        }
+        let addr = self.addr;
+        // each ping waits up to 100 ms for its answer: the pacing
+        let up = wait_for_200(&mut self.process, timeout, || {
+            options_ping(addr, Duration::from_millis(100))
+        });
+        up.map_err(|e| match e {
+            NotUp::Exited(status) => StartError::Exited {
+                peer: "kamailio",
+                status,
+                diagnostics: self.diagnostics(),
+            },
+            NotUp::NoAnswer(last) => StartError::NotReady {
+                peer: "kamailio",
+                last,
+                diagnostics: self.diagnostics(),
+            },
+        })
     }
 
     fn diagnostics(&self) -> String {
@@ -363,74 +357,12 @@ pub fn options_ping(addr: SocketAddr, timeout: Duration) -> io::Result<String> {
     Ok(text.lines().next().unwrap_or_default().to_owned())
 }
 
-/// Why a Kamailio could not be started.
-#[derive(Debug)]
-pub enum KamailioError {
-    /// `kamailio` is not installed.
-    NotInstalled,
-    /// The builder was used wrongly.
-    Usage(String),
-    /// An I/O error of the harness.
-    Io {
-        /// What the harness was doing.
-        what: String,
-        /// The error.
-        source: io::Error,
-    },
-    /// Kamailio exited during startup (config error, port taken...).
-    Exited {
-        /// Its exit status.
-        status: ExitStatus,
-        /// Command line and log.
-        diagnostics: String,
-    },
-    /// Kamailio did not answer OPTIONS in time.
-    NotReady {
-        /// The last ping's outcome.
-        last: String,
-        /// Command line and log.
-        diagnostics: String,
-    },
-}
+/// Why kamailio could not be started.
+pub type KamailioError = StartError;
 
-impl KamailioError {
-    fn io(what: &str, source: io::Error) -> Self {
-        Self::Io {
-            what: what.to_owned(),
-            source,
-        }
-    }
-}
-
-impl fmt::Display for KamailioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::NotInstalled => write!(
-                f,
-                "`{KAMAILIO_BINARY}` is not installed: install the Debian package kamailio"
-            ),
-            Self::Usage(msg) => write!(f, "kamailio harness misuse: {msg}"),
-            Self::Io { what, source } => write!(f, "{what}: {source}"),
-            Self::Exited {
-                status,
-                diagnostics,
-            } => write!(
-                f,
-                "kamailio exited during startup ({status})\n{diagnostics}"
-            ),
-            Self::NotReady { last, diagnostics } => write!(
-                f,
-                "kamailio did not answer OPTIONS in time (last: {last})\n{diagnostics}"
-            ),
-        }
-    }
-}
-
-impl Error for KamailioError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match self {
-            Self::Io { source, .. } => Some(source),
-            _ => None,
-        }
+fn usage(message: String) -> KamailioError {
+    StartError::Usage {
+        peer: "kamailio",
+        message,
     }
 }

@@ -236,3 +236,126 @@ pub fn poll_until(deadline: Instant, every: Duration, mut condition: impl FnMut(
         thread::sleep(every);
     }
 }
+
+/// Why a server peer (edge, Kamailio) could not be started. One type for
+/// every launcher; `peer` names the program in the message.
+#[derive(Debug)]
+pub enum StartError {
+    /// The program is not installed.
+    NotInstalled {
+        /// The program.
+        peer: &'static str,
+        /// The Debian package that has it.
+        package: &'static str,
+    },
+    /// The launcher was used wrongly.
+    Usage {
+        /// The program.
+        peer: &'static str,
+        /// What was wrong.
+        message: String,
+    },
+    /// An I/O error of the harness.
+    Io {
+        /// What the harness was doing.
+        what: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// The program exited during startup (bad config, port taken...).
+    Exited {
+        /// The program.
+        peer: &'static str,
+        /// Its exit status.
+        status: ExitStatus,
+        /// Command line and log.
+        diagnostics: String,
+    },
+    /// The program did not answer OPTIONS with 200 in time.
+    NotReady {
+        /// The program.
+        peer: &'static str,
+        /// The last ping's outcome.
+        last: String,
+        /// Command line and log.
+        diagnostics: String,
+    },
+}
+
+impl StartError {
+    /// An I/O error while doing `what`.
+    pub fn io(what: &str, source: io::Error) -> Self {
+        Self::Io {
+            what: what.to_owned(),
+            source,
+        }
+    }
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotInstalled { peer, package } => write!(
+                f,
+                "`{peer}` is not installed: install the Debian package {package}"
+            ),
+            Self::Usage { peer, message } => write!(f, "{peer} harness misuse: {message}"),
+            Self::Io { what, source } => write!(f, "{what}: {source}"),
+            Self::Exited {
+                peer,
+                status,
+                diagnostics,
+            } => write!(f, "{peer} exited during startup ({status})\n{diagnostics}"),
+            Self::NotReady {
+                peer,
+                last,
+                diagnostics,
+            } => write!(
+                f,
+                "{peer} did not answer OPTIONS with 200 in time (last: {last})\n{diagnostics}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// Why a server did not come up.
+#[derive(Debug)]
+pub enum NotUp {
+    /// It exited.
+    Exited(ExitStatus),
+    /// It did not answer 200 in time; the last ping's outcome.
+    NoAnswer(String),
+}
+
+/// Calls `ping` (which waits at most about 100 ms for an answer) until it
+/// returns a `SIP/2.0 200` status line, the process exits, or `timeout`
+/// passes.
+pub fn wait_for_200(
+    process: &mut OwnedProcess,
+    timeout: Duration,
+    mut ping: impl FnMut() -> io::Result<String>,
+) -> Result<(), NotUp> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = process.try_status() {
+            return Err(NotUp::Exited(status));
+        }
+        match ping() {
+            Ok(status) if status.starts_with("SIP/2.0 200") => return Ok(()),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                // refused (not bound yet) comes back at once: don't spin
+                thread::sleep(Duration::from_millis(10));
+            }
+            result => return Err(NotUp::NoAnswer(format!("{result:?}"))),
+        }
+    }
+}
