@@ -336,15 +336,19 @@ impl Shard {
     /// Handles a datagram here when this shard owns its call, else queues it
     /// for the owner. Without a Call-ID it stays here: the core rejects it.
     fn on_datagram(&mut self, d: Datagram<'_>) {
-        self.last_datagram = Instant::now();
-        let owner = peek_call_id(d.payload).map_or(self.index, |id| owner_shard(id, self.shards));
+        let now = Instant::now();
+        self.last_datagram = now;
+        // With one shard every call is ours: no need to look for the Call-ID.
+        let owner = match self.shards {
+            1 => self.index,
+            n => peek_call_id(d.payload).map_or(self.index, |id| owner_shard(id, n)),
+        };
         let Some(&local) = self.locals.get(d.socket) else {
             return;
         };
         let bytes = Bytes::copy_from_slice(d.payload);
         if owner == self.index {
-            self.core
-                .handle_datagram(Instant::now(), d.src, local, bytes);
+            self.core.handle_datagram(now, d.src, local, bytes);
             self.take_transmits();
         } else {
             self.outbox[owner].push(Handoff {
