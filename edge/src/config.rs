@@ -95,6 +95,9 @@ algorithm = 4
 dialog_timeout_s = 43200
 # Most answered calls remembered per shard for the call load; beyond it the oldest is released.
 max_dialogs_per_shard = 100000
+# Shortest time between two reloads (SIGHUP, dispatcher.reload), milliseconds; 0 = no limit.
+# Reloads are atomic here, so none is needed (Kamailio refuses reloads closer than 5 s).
+reload_min_interval_ms = 0
 
 [dispatcher.failover]
 # Destinations tried for one request, the first included (1 to 16).
@@ -300,6 +303,8 @@ pub struct DispatcherSettings {
     pub router: RouterConfig,
     /// Failover and health.
     pub dispatcher: DispatcherConfig,
+    /// Shortest time between two reloads, milliseconds (0: no limit).
+    pub reload_min_interval_ms: u64,
 }
 
 /// Destination sets read from their source, names resolved.
@@ -350,25 +355,32 @@ impl DispatcherSettings {
                 (parsed.sets, warnings)
             }
         };
-        let resolved = sets.resolved(|name, port, transport| {
-            use std::net::ToSocketAddrs;
-            let port = port.unwrap_or(transport.default_port());
-            let addr = (name, port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut a| a.next());
-            if addr.is_none() {
-                warnings.push(format!(
-                    "`{name}` does not resolve: its destinations take no calls"
-                ));
-            }
-            addr
-        });
+        let resolved = resolve_names(&sets, &mut warnings);
         Ok(Some(LoadedSets {
             sets: resolved,
             warnings,
         }))
     }
+}
+
+/// `sets` with every host name resolved (A/AAAA, the first address); a name
+/// that does not resolve adds a warning and its destinations take no calls.
+/// Blocking DNS: for the main thread only.
+pub fn resolve_names(sets: &DestinationSets, warnings: &mut Vec<String>) -> DestinationSets {
+    sets.resolved(|name, port, transport| {
+        use std::net::ToSocketAddrs;
+        let port = port.unwrap_or(transport.default_port());
+        let addr = (name, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next());
+        if addr.is_none() {
+            warnings.push(format!(
+                "`{name}` does not resolve: its destinations take no calls"
+            ));
+        }
+        addr
+    })
 }
 
 impl Default for Config {
@@ -647,6 +659,7 @@ struct RawDispatcher {
     algorithm: Option<Spanned<u32>>,
     dialog_timeout_s: Option<Spanned<u64>>,
     max_dialogs_per_shard: Option<Spanned<usize>>,
+    reload_min_interval_ms: Option<u64>,
     failover: Option<RawFailover>,
     health: Option<RawHealth>,
     route: Option<Vec<RawRoute>>,
@@ -835,6 +848,9 @@ impl Validator<'_> {
             router.max_dialogs,
             "calls",
         )?;
+        if let Some(ms) = raw.reload_min_interval_ms {
+            out.reload_min_interval_ms = ms;
+        }
         for r in raw.route.unwrap_or_default() {
             let method = r.method.get_ref().trim().to_ascii_uppercase();
             if method.is_empty()

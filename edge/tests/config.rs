@@ -478,10 +478,16 @@ fn printed_config_comments_every_field() {
         }
     }
     // log_level, 3 in [sip] (next_hop commented out), 4 in [runtime],
-    // 5 in [transaction], 1 in [overload], 5 in [dispatcher] (list commented
+    // 5 in [transaction], 1 in [overload], 6 in [dispatcher] (list commented
     // out), 3 in [dispatcher.failover], 6 in [dispatcher.health], 2 in
     // [rpc] (both commented out): every field of the file.
-    assert_eq!(keys, 30);
+    assert_eq!(keys, 31);
+    let limited = DEFAULT_CONFIG_TOML.replace(
+        "reload_min_interval_ms = 0",
+        "reload_min_interval_ms = 5000",
+    );
+    let c = Config::from_toml_str(&limited).unwrap();
+    assert_eq!(c.dispatcher.reload_min_interval_ms, 5000);
     // The rpc examples, uncommented, are accepted.
     let with_rpc = DEFAULT_CONFIG_TOML
         .replace("# listen = \"127", "listen = \"127")

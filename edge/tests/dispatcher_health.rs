@@ -514,3 +514,65 @@ fn a_finished_hunt_releases_nothing_twice() {
     let load = d.load(one).unwrap();
     assert_eq!((load.pending, load.active), (1, 1));
 }
+
+/// The row of `load_snapshot` for destination `host`.
+fn row(d: &Dispatcher, host: usize) -> edge::dispatcher::DestLoad {
+    let uri = format!("sip:10.0.0.{host}:5060");
+    let rows = d.load_snapshot();
+    rows.into_iter().find(|r| *r.key.uri == *uri).unwrap()
+}
+
+#[test]
+fn failures_and_probe_round_trips_are_counted_per_destination() {
+    let mut clock = FakeClock::start();
+    let mut d = Dispatcher::new(clock.now(), sets(&list(2)), DispatcherConfig::default());
+    let (one, two) = (id(&d, 1), id(&d, 2));
+    assert_eq!((row(&d, 1).failures, row(&d, 1).probe_rtt), (0, None));
+    // Probes: 1 answers after 40 ms, 2 answers 503 after 15 ms.
+    clock.advance(Duration::from_secs(10));
+    let probed = drain_probes(&mut d, clock.now());
+    assert_eq!(probed.len(), 2);
+    clock.advance(Duration::from_millis(15));
+    d.on_probe_result(clock.now(), two, ProbeOutcome::Response(503));
+    clock.advance(Duration::from_millis(25));
+    d.on_probe_result(clock.now(), one, ProbeOutcome::Response(200));
+    assert_eq!(row(&d, 1).probe_rtt, Some(Duration::from_millis(40)));
+    assert_eq!(row(&d, 2).probe_rtt, Some(Duration::from_millis(15)));
+    assert_eq!((row(&d, 1).failures, row(&d, 2).failures), (0, 1));
+    // A timed-out probe is a failure and keeps the last round trip.
+    clock.advance(Duration::from_secs(10));
+    drain_probes(&mut d, clock.now());
+    clock.advance(Duration::from_secs(5));
+    d.handle_timeout(clock.now());
+    assert_eq!(row(&d, 1).failures, 1);
+    assert_eq!(row(&d, 1).probe_rtt, Some(Duration::from_millis(40)));
+    // A failover counts against the destination that failed.
+    let mut hunt = d.start_hunt(1, Algorithm::Priority, &SelectionInput::default(), false);
+    assert_eq!(hunt.next_destination(&mut d, clock.now()), Some(one));
+    hunt.on_response(&mut d, clock.now(), 503);
+    assert_eq!(row(&d, 1).failures, 2);
+}
+
+#[test]
+fn probing_off_sends_no_probe_and_does_not_spin() {
+    let mut clock = FakeClock::start();
+    let mut d = Dispatcher::new(clock.now(), sets(&list(3)), DispatcherConfig::default());
+    clock.advance(Duration::from_secs(10));
+    let in_flight = drain_probes(&mut d, clock.now());
+    assert_eq!(in_flight.len(), 3);
+    d.set_probing(clock.now(), false);
+    assert!(!d.probing());
+    // Only the probes in flight can still time out.
+    assert_eq!(d.poll_timeout(), Some(clock.now() + Duration::from_secs(5)));
+    clock.advance(Duration::from_secs(5));
+    d.handle_timeout(clock.now());
+    assert_eq!(d.poll_timeout(), None, "nothing to wake up for");
+    clock.advance(Duration::from_secs(60));
+    assert!(drain_probes(&mut d, clock.now()).is_empty());
+    // On again: the next probes spread over one interval from now.
+    d.set_probing(clock.now(), true);
+    let next = d.poll_timeout().unwrap();
+    assert!(next >= clock.now() && next <= clock.now() + Duration::from_secs(10));
+    clock.advance(Duration::from_secs(10));
+    assert_eq!(drain_probes(&mut d, clock.now()).len(), 3);
+}

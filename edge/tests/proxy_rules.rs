@@ -912,3 +912,46 @@ fn ipv6_via_and_record_route_are_bracketed() {
         Some("<sip:[2001:db8::10]:5060;lr>")
     );
 }
+
+#[test]
+fn counters_by_method_and_class_and_setup_latency_on_the_fake_clock() {
+    let mut h = H::new();
+    let fwd = h.invite(&Req::default());
+    // A retransmission is counted as a request but not as a new call.
+    h.send(UAC, &Req::default().text());
+    h.now += Duration::from_millis(30);
+    assert_eq!(h.answer(&fwd, 180).len(), 1);
+    h.now += Duration::from_millis(70);
+    assert_eq!(h.answer(&fwd, 200).len(), 1);
+    // A second call answered 486 at once.
+    let second = Req {
+        call_id: "call-2@uac",
+        via: "SIP/2.0/UDP 198.51.100.1:5060;branch=z9hG4bKuac2;rport".into(),
+        ..Req::default()
+    };
+    let fwd2 = h.invite(&second);
+    h.now += Duration::from_millis(5);
+    h.answer(&fwd2, 486);
+    h.send(UAC, "junk\r\n\r\n");
+
+    let s = h.core.stats();
+    let invite = Method::Invite.index();
+    assert_eq!(s.calls, 2);
+    assert_eq!(s.requests_by_method[invite], 3);
+    assert_eq!(s.requests_in, 3);
+    assert_eq!(s.parse_errors, 1);
+    assert_eq!(s.responses_in_by_class[invite][..4], [1, 1, 0, 1][..]);
+    assert_eq!(s.responses_in_in_class(0), 1, "the 180");
+    // Sent upstream: two 100s written here (the retransmission is answered
+    // from the transaction, not counted again), the 180, the 200, the 486.
+    assert_eq!(s.responses_out_by_class[invite][..4], [3, 1, 0, 1][..]);
+    assert_eq!(
+        s.transactions_created, 4,
+        "a server and a client transaction per call"
+    );
+    let latency = h.core.setup_latency();
+    assert_eq!(latency.first_response.count(), 2);
+    assert_eq!(latency.answer.count(), 1);
+    assert_eq!(latency.answer.sum_us(), 100_000);
+    assert_eq!(latency.first_response.sum_us(), 30_000 + 5_000);
+}

@@ -342,3 +342,141 @@ fn state_changes_reach_every_shard_and_are_logged() {
     let shard1 = counters.iter().find(|c| c.shard == 1).unwrap();
     assert_eq!(shard1.raw.get("state_changes_in"), Some(&5), "{exit}");
 }
+
+/// `stats.get_statistics` as `{"group:name": value}`.
+fn statistics(rpc: &RpcClient, names: Value) -> std::collections::BTreeMap<String, u64> {
+    let lines = rpc.result("stats.get_statistics", names).unwrap();
+    let lines = lines.as_array().unwrap().clone();
+    lines
+        .iter()
+        .map(|l| {
+            let (name, value) = l.as_str().unwrap().split_once(" = ").unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Polls `stats.get_statistics name` until `done` holds for its value.
+fn wait_statistic(rpc: &RpcClient, name: &str, done: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = statistics(rpc, json!([name]))[name];
+        if done(value) || Instant::now() > deadline {
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn operator_methods_change_the_running_edge() {
+    // Probes every 200 ms to ports nobody listens on; reloads at most one a minute.
+    let toml = "[runtime]\nshutdown_grace_ms = 1000\n\n[dispatcher]\nalgorithm = 4\n\
+                reload_min_interval_ms = 60000\n\n[dispatcher.health]\ninterval_ms = 200\n\
+                timeout_ms = 100\n";
+    let (_dir, _path, ports, edge) = start(toml);
+    let rpc = RpcClient::new(edge.rpc_addr().unwrap());
+    wait_for_reports(&rpc, 3);
+
+    // stats.get_statistics and tm.stats count what was sent.
+    for _ in 0..3 {
+        let status = edge.options_ping(Duration::from_secs(2)).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+    }
+    let options = wait_statistic(&rpc, "core:rcv_requests_options", |n| n >= 3);
+    assert!(options >= 3, "{options}");
+    let all = statistics(&rpc, Value::Null);
+    assert_eq!(all["core:rcv_requests_options"], options);
+    assert!(all.contains_key("tm:inuse_transactions") && all.contains_key("edge:calls"));
+    let tm = statistics(&rpc, json!(["tm:"]));
+    assert!(
+        tm.keys().all(|k| k.starts_with("tm:")) && tm.len() > 5,
+        "{tm:?}"
+    );
+    let (code, message) = rpc.error("stats.get_statistics", json!(["nope"])).unwrap();
+    assert_eq!(code, 500, "{message}");
+    let (code, _) = rpc.error("stats.get_statistics", json!([1])).unwrap();
+    assert_eq!(code, -32602);
+    let t = rpc.result("tm.stats", Value::Null).unwrap();
+    for key in ["current", "waiting", "total", "total_local", "rpl_received"] {
+        assert!(t[key].is_u64(), "{key} in {t}");
+    }
+    assert!(t["rpl_generated"].as_u64().unwrap() >= 3, "{t}");
+    assert_eq!(rpc.error("tm.stats", json!([1])).unwrap().0, -32602);
+
+    // dispatcher.ping_active: off stops the probes, on starts them again.
+    let r = rpc.result("dispatcher.ping_active", Value::Null).unwrap();
+    assert_eq!(r, json!({"OldPingState": 1}));
+    let probes = wait_statistic(&rpc, "edge:probes_sent", |n| n > 0);
+    assert!(probes > 0, "probing runs before it is turned off");
+    let r = rpc.result("dispatcher.ping_active", json!([0])).unwrap();
+    assert_eq!(r, json!({"NewPingState": 0, "OldPingState": 1}));
+    // Nothing signals an absence: let the reports (about 1 s old) catch up,
+    // then watch 2 s in which probing on would send about 30 probes.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let off = statistics(&rpc, json!(["edge:probes_sent"]))["edge:probes_sent"];
+    std::thread::sleep(Duration::from_millis(2_000));
+    let later = statistics(&rpc, json!(["edge:probes_sent"]))["edge:probes_sent"];
+    assert_eq!(later, off, "no new probes while off");
+    let r = rpc.result("dispatcher.ping_active", json!(["1"])).unwrap();
+    assert_eq!(r, json!({"NewPingState": 1, "OldPingState": 0}));
+    let on = wait_statistic(&rpc, "edge:probes_sent", |n| n > later + 2);
+    assert!(on > later + 2, "probing again: {later} -> {on}");
+    let (code, _) = rpc.error("dispatcher.ping_active", json!([2])).unwrap();
+    assert_eq!(code, -32602);
+
+    // dispatcher.add / dispatcher.remove change the running sets.
+    let uri = format!("sip:127.0.0.1:{}", ports[3]);
+    let r = rpc
+        .result("dispatcher.add", json!([1, uri, 0, 3, "duid=added"]))
+        .unwrap();
+    assert_eq!(r, json!("Ok. Dispatcher destination added."));
+    let list = rpc.result("dispatcher.list", Value::Null).unwrap();
+    let targets = list["RECORDS"][0]["SET"]["TARGETS"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(targets.len(), 3, "{list}");
+    assert_eq!(targets[2]["DEST"]["URI"], json!(uri));
+    assert_eq!(targets[2]["DEST"]["ATTRS"]["DUID"], json!("added"));
+    let shards_have_it = wait_for_reports(&rpc, 4);
+    assert_eq!(shards_have_it["TARGETS"].as_array().unwrap().len(), 4);
+    let (code, message) = rpc.error("dispatcher.add", json!([1, uri])).unwrap();
+    assert_eq!(code, 500, "{message}");
+    let (code, _) = rpc.error("dispatcher.add", json!([1, "http://x"])).unwrap();
+    assert_eq!(code, -32602);
+    let r = rpc
+        .result("dispatcher.remove", json!({"group": 1, "address": uri}))
+        .unwrap();
+    assert_eq!(r, json!("Ok. Dispatcher destination removed."));
+    let list = rpc.result("dispatcher.list", Value::Null).unwrap();
+    assert_eq!(
+        list["RECORDS"][0]["SET"]["TARGETS"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let (code, _) = rpc.error("dispatcher.remove", json!([1, uri])).unwrap();
+    assert_eq!(code, 500);
+
+    // The reload limit: one reload, then "Ongoing reload" within the minute.
+    let ok = rpc.result("dispatcher.reload", Value::Null).unwrap();
+    assert_eq!(ok, json!("Ok. Dispatcher successfully reloaded."));
+    let (code, message) = rpc.error("dispatcher.reload", Value::Null).unwrap();
+    assert_eq!(code, 500);
+    assert!(message.starts_with("Ongoing reload"), "{message}");
+
+    let log = stop(edge);
+    for what in [
+        "destination sets changed by the operator",
+        "destination probing set by the operator",
+        "dispatcher reload refused",
+    ] {
+        let line = log.lines().find(|l| l.contains(what));
+        assert!(
+            line.is_some_and(|l| l.contains("rpc 127.0.0.1:")),
+            "{what}:\n{log}"
+        );
+    }
+}

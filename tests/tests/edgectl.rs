@@ -256,3 +256,43 @@ fn the_token_comes_from_the_flag_or_the_environment() {
         .unwrap();
     assert!(ok(&out).starts_with("SET"));
 }
+
+#[test]
+fn stats_prints_the_counters_of_all_shards() {
+    let s = start();
+    let e = &s.edge;
+    for _ in 0..2 {
+        let status = e.options_ping(Duration::from_secs(2)).unwrap();
+        assert!(status.contains(" 200 "), "{status}");
+    }
+    // Human: `group:name = value` lines, names aligned, in the server's order.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let one = loop {
+        let out = ok(&edgectl(e, &["stats", "core:rcv_requests_options"]));
+        let value: u64 = out.rsplit(" = ").next().unwrap().trim().parse().unwrap();
+        if value >= 2 || Instant::now() > deadline {
+            break out;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(one.lines().count(), 1, "{one}");
+    assert!(one.starts_with("core:rcv_requests_options = "), "{one}");
+    let all = ok(&edgectl(e, &["stats"]));
+    let lines: Vec<&str> = all.lines().collect();
+    assert!(lines.len() > 30, "{all}");
+    assert!(lines[0].starts_with("core:rcv_requests "), "{all}");
+    let column = lines[0].find(" = ").unwrap();
+    assert!(lines.iter().all(|l| l.find(" = ") == Some(column)), "{all}");
+    // --json: one object of numbers.
+    let json_out = ok(&edgectl(e, &["--json", "stats", "tm:", "edge:calls"]));
+    let object: Value = serde_json::from_str(&json_out).unwrap();
+    let object = object.as_object().unwrap();
+    assert!(object.contains_key("tm:inuse_transactions"), "{json_out}");
+    assert_eq!(object["edge:calls"], json!(0), "{json_out}");
+    assert!(object.values().all(Value::is_u64), "{json_out}");
+    // An unknown name: the server's message, non-zero.
+    let out = edgectl(e, &["stats", "core:nope"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("No statistic `core:nope`"), "{err}");
+}

@@ -43,6 +43,13 @@ enum Command {
     /// Dispatcher destinations.
     #[command(subcommand)]
     Dispatcher(Dispatcher),
+    /// Counters over all shards (`stats.get_statistics`): `all` by
+    /// default, or groups (`core:`) and names (`rcv_requests`,
+    /// `tm:created`).
+    Stats {
+        /// Groups or names.
+        names: Vec<String>,
+    },
     /// Call any JSON-RPC method; PARAMS are JSON values when they parse as
     /// JSON, strings otherwise.
     Rpc {
@@ -258,6 +265,36 @@ fn list_table(result: &Value) -> String {
     out
 }
 
+/// `stats.get_statistics`'s `"group:name = value"` lines as an object
+/// `{"group:name": value}` (values that are not integers stay strings).
+fn stats_object(result: &Value) -> Value {
+    let lines = result.as_array().cloned().unwrap_or_default();
+    let pairs = lines.iter().filter_map(|l| {
+        let (name, value) = l.as_str()?.split_once(" = ")?;
+        let value = value
+            .trim()
+            .parse::<u64>()
+            .map_or_else(|_| json!(value.trim()), |n| json!(n));
+        Some((name.trim().to_owned(), value))
+    });
+    Value::Object(pairs.collect())
+}
+
+/// One `name = value` line per statistic in the server's order, names
+/// aligned.
+fn stats_lines(result: &Value) -> String {
+    let lines = result.as_array().cloned().unwrap_or_default();
+    let pairs: Vec<(&str, &str)> = lines
+        .iter()
+        .filter_map(|l| l.as_str()?.split_once(" = "))
+        .collect();
+    let width = pairs.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    pairs
+        .iter()
+        .map(|(name, value)| format!("{name:<width$} = {value}\n"))
+        .collect()
+}
+
 /// A command-line parameter: JSON when it parses, else a string.
 fn param(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
@@ -293,6 +330,19 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let result = client.call(&method, params)?;
             show(json_out, &result, plain);
+        }
+        Command::Stats { names } => {
+            let names = if names.is_empty() {
+                vec!["all".to_owned()]
+            } else {
+                names
+            };
+            let result = client.call("stats.get_statistics", json!(names))?;
+            if json_out {
+                println!("{}", stats_object(&result));
+            } else {
+                print!("{}", stats_lines(&result));
+            }
         }
         Command::Dispatcher(Dispatcher::List) => {
             let result = client.call("dispatcher.list", Value::Null)?;
@@ -345,17 +395,18 @@ fn wait_drained(
     loop {
         let r = client.call("dispatcher.active_calls", json!([group, address]))?;
         let active = r["ACTIVE"].as_u64().unwrap_or(0);
+        let pending = r["PENDING"].as_u64().unwrap_or(0);
         let elapsed = start.elapsed();
         if json_out {
             println!("{}", json!({"elapsed": elapsed.as_secs_f64(), "result": r}));
         } else {
             println!(
-                "{:>6.1}s  {active} active, {} pending",
+                "{:>6.1}s  {active} active, {pending} pending",
                 elapsed.as_secs_f64(),
-                r["PENDING"]
             );
         }
-        if active == 0 {
+        // Calls still being set up when the drain began may yet be answered.
+        if active == 0 && pending == 0 {
             if !json_out {
                 println!("Drained.");
             }
@@ -363,7 +414,7 @@ fn wait_drained(
         }
         if elapsed >= bound {
             return Err(format!(
-                "timed out after {timeout}s with {active} active calls on set {group} {uri}"
+                "timed out after {timeout}s with {active} active and {pending} pending calls on set {group} {uri}"
             ));
         }
         std::thread::sleep(Duration::from_millis(500).min(bound.saturating_sub(elapsed)));

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::health::{
     AdminState, DestState, Health, HealthConfig, Liveness, ProbeOutcome, ProbeRequest, StateChange,
@@ -68,6 +68,11 @@ pub struct DestLoad {
     pub load: Load,
     /// Removed by a reload; kept until its calls end.
     pub removed: bool,
+    /// Failures counted against it on this shard: failed probes and
+    /// failovers (timeouts or failover codes).
+    pub failures: u64,
+    /// The round trip of its last answered probe, if this shard probes it.
+    pub probe_rtt: Option<Duration>,
 }
 
 /// Settings of a dispatcher.
@@ -106,6 +111,8 @@ struct Slot {
     seed: u64,
     health: Health,
     load: Load,
+    failures: u64,
+    probe_rtt: Option<Duration>,
 }
 
 /// The dispatcher state of one shard. See the [module](super) documentation.
@@ -119,6 +126,8 @@ pub struct Dispatcher {
     index: HashMap<DestKey, DestId>,
     events: VecDeque<StateChange>,
     probe_share: (u64, u64),
+    /// Probes are sent (RPC `dispatcher.ping_active`).
+    probing: bool,
     stats: DispatcherStats,
 }
 
@@ -134,6 +143,7 @@ impl Dispatcher {
             index: HashMap::new(),
             events: VecDeque::new(),
             probe_share: (0, 1),
+            probing: true,
             stats: DispatcherStats::default(),
         };
         d.reload(now, sets);
@@ -256,6 +266,8 @@ impl Dispatcher {
             seed: d.seed,
             health: Health::from_flags(d.flags, first_probe),
             load: Load::default(),
+            failures: 0,
+            probe_rtt: None,
         };
         slot.health.probed = wants_probes(&slot, &self.config.health, self.probe_share);
         match self.free.pop() {
@@ -461,6 +473,8 @@ impl Dispatcher {
                 state: s.health.state(),
                 load: s.load,
                 removed: s.pos.is_none(),
+                failures: s.failures,
+                probe_rtt: s.probe_rtt,
             })
             .collect()
     }
@@ -469,7 +483,8 @@ impl Dispatcher {
 
     /// A failover counted against `id` (timeout or failover code).
     pub fn report_failure(&mut self, id: DestId) {
-        if self.slot(id).is_some() {
+        if let Some(slot) = self.slot_mut(id) {
+            slot.failures += 1;
             self.stats.passive_failures += 1;
         }
         let config = self.config.health.clone();
@@ -549,6 +564,23 @@ impl Dispatcher {
 
     // ----- probes -----
 
+    /// Are probes sent?
+    pub fn probing(&self) -> bool {
+        self.probing
+    }
+
+    /// Turns probing off (probes in flight still end) or on again; turned
+    /// on, the next probes are spread over one interval from `now`.
+    pub fn set_probing(&mut self, now: Instant, on: bool) {
+        if on && !self.probing {
+            let interval = self.config.health.probe_interval;
+            for slot in &mut self.slots {
+                slot.health.next_probe = now + interval / 1024 * (slot.seed % 1024) as u32;
+            }
+        }
+        self.probing = on;
+    }
+
     /// The next probe due at `now`, if any; call until `None`. The answer
     /// goes to [`Dispatcher::on_probe_result`].
     pub fn poll_probe(&mut self, now: Instant) -> Option<ProbeRequest> {
@@ -556,6 +588,9 @@ impl Dispatcher {
             self.config.health.probe_interval,
             self.config.health.probe_timeout,
         );
+        if !self.probing {
+            return None;
+        }
         let i = self
             .slots
             .iter()
@@ -572,17 +607,23 @@ impl Dispatcher {
     /// How the probe of `id` ended. A reply after the probe timeout counts
     /// as a timeout; a result for no probe in flight is ignored.
     pub fn on_probe_result(&mut self, now: Instant, id: DestId, outcome: ProbeOutcome) {
+        let config = self.config.health.clone();
         let Some(slot) = self.slot_mut(id) else {
             return;
         };
         let Some(deadline) = slot.health.probe_deadline.take() else {
             return;
         };
-        let config = self.config.health.clone();
+        if let ProbeOutcome::Response(_) = outcome {
+            // The deadline is the send time plus the timeout (`poll_probe`).
+            let sent = deadline.checked_sub(config.probe_timeout.min(config.probe_interval));
+            slot.probe_rtt = sent.map(|at| now.saturating_duration_since(at));
+        }
         let up = matches!(outcome, ProbeOutcome::Response(c) if config.accepted_codes.contains(c));
         if up && now <= deadline {
             self.change_health(id, |h| h.succeed(&config));
         } else {
+            slot.failures += 1;
             self.stats.probe_failures += 1;
             self.change_health(id, |h| h.fail(&config));
         }
@@ -606,6 +647,10 @@ impl Dispatcher {
     /// work next.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let live = self.slots.iter().filter(|s| s.pos.is_some());
+        if !self.probing {
+            // Only the probes still in flight can time out.
+            return live.filter_map(|s| s.health.probe_deadline).min();
+        }
         live.filter_map(|s| s.health.deadline()).min()
     }
 }

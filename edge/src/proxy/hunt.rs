@@ -255,5 +255,6 @@ pub(super) fn new_txn<H>(machine: Machine, local: SocketAddr, peer: SocketAddr) 
         hunt: None,
         attempts: 0,
         probe: None,
+        setup: None,
     }
 }

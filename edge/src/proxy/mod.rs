@@ -18,6 +18,9 @@ mod hunt;
 mod request;
 mod response;
 mod route;
+mod stats;
+
+pub use stats::{LatencyHistogram, ProxyStats, SetupLatency, CODE_CLASSES};
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -225,52 +228,6 @@ impl Router for NextHop {
     }
 }
 
-/// Counters of one shard; the shell reads them for metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ProxyStats {
-    /// Requests received, by the shard that owns the call.
-    pub requests_in: u64,
-    /// Responses received.
-    pub responses_in: u64,
-    /// Datagrams that did not parse (answered 400 when a request's Via could
-    /// be read, dropped otherwise).
-    pub parse_errors: u64,
-    /// Retransmitted requests and responses absorbed by a transaction.
-    pub retransmissions_absorbed: u64,
-    /// Requests forwarded.
-    pub requests_forwarded: u64,
-    /// Responses forwarded (statefully or stray).
-    pub responses_forwarded: u64,
-    /// 503s from a full transaction table or shutdown.
-    pub rejected_overload: u64,
-    /// Branches ended by Timer B, C or F (answered 408 upstream).
-    pub timeouts: u64,
-    /// Responses this proxy wrote itself (100, 4xx, 5xx, 200 to CANCEL and
-    /// OPTIONS), first transmissions only.
-    pub responses_generated: u64,
-    /// Responses with no matching client transaction forwarded by their
-    /// second Via (includes 2xx retransmissions).
-    pub stray_responses: u64,
-    /// Responses dropped: top Via not ours, no second Via, or no address.
-    pub responses_dropped: u64,
-    /// Requests answered 482 (16.3 step 4).
-    pub loops_detected: u64,
-    /// Requests answered 483 (Max-Forwards 0).
-    pub too_many_hops: u64,
-    /// ACKs of non-2xx finals absorbed by a server transaction.
-    pub acks_absorbed: u64,
-    /// CANCELs that matched a transaction.
-    pub cancels: u64,
-    /// Initial requests the router refused (answered 503).
-    pub no_route: u64,
-    /// New branches started by a router's failover.
-    pub failovers: u64,
-    /// OPTIONS probes sent for the router.
-    pub probes_sent: u64,
-    /// Datagrams dropped because the transmit queue was full.
-    pub transmits_dropped: u64,
-}
-
 /// A transaction's state machine.
 #[derive(Debug)]
 enum Machine {
@@ -354,6 +311,16 @@ struct ProxyTxn<H> {
     attempts: u8,
     /// Client side: an OPTIONS probe of the router, by token.
     probe: Option<u64>,
+    /// Server side of an initial INVITE: its setup clock, until a 2xx.
+    setup: Option<SetupClock>,
+}
+
+/// When an initial INVITE arrived, and whether its first response from
+/// downstream was timed yet.
+#[derive(Clone, Copy, Debug)]
+struct SetupClock {
+    since: Instant,
+    first_seen: bool,
 }
 
 /// Most timers fired by one [`ProxyCore::handle_timeout`] call.
@@ -368,6 +335,7 @@ pub struct ProxyCore<R: Router = NextHop> {
     limits: ParseLimits,
     router: R,
     stats: ProxyStats,
+    latency: SetupLatency,
     out: VecDeque<Transmit>,
     table: TransactionTable<ProxyTxn<R::Hunt>>,
     fired: Vec<TxnId>,
@@ -387,6 +355,7 @@ impl<R: Router> ProxyCore<R> {
             limits: ParseLimits::datagram(),
             router,
             stats: ProxyStats::default(),
+            latency: SetupLatency::default(),
             out: VecDeque::with_capacity(config.max_queued_transmits.min(1024)),
             table: TransactionTable::new(config.max_transactions),
             fired: Vec::new(),
@@ -416,12 +385,18 @@ impl<R: Router> ProxyCore<R> {
                 return;
             }
         };
-        if message.is_request() {
-            self.stats.requests_in += 1;
-            self.on_request(now, src, local, &message);
-        } else {
-            self.stats.responses_in += 1;
-            self.on_response(now, local, &message);
+        match (message.method(), message.status_code()) {
+            (Some(method), _) => {
+                self.stats.requests_in += 1;
+                self.stats.requests_by_method[method.index()] += 1;
+                self.on_request(now, src, local, &message);
+            }
+            (None, code) => {
+                self.stats.responses_in += 1;
+                let code = code.unwrap_or(0);
+                self.stats.response_in(message.cseq().method, code);
+                self.on_response(now, local, &message);
+            }
         }
     }
 
@@ -507,9 +482,19 @@ impl<R: Router> ProxyCore<R> {
             .count()
     }
 
-    /// The shard's counters.
-    pub fn stats(&self) -> &ProxyStats {
-        &self.stats
+    /// The shard's counters (a copy, with the table's turnover).
+    pub fn stats(&self) -> ProxyStats {
+        let (created, freed) = self.table.turnover();
+        ProxyStats {
+            transactions_created: created,
+            transactions_freed: freed,
+            ..self.stats.clone()
+        }
+    }
+
+    /// The shard's call setup latency.
+    pub fn setup_latency(&self) -> &SetupLatency {
+        &self.latency
     }
 
     /// The configuration.

@@ -114,6 +114,9 @@ impl<R: Router> ProxyCore<R> {
         key: TxnKey,
     ) {
         let msg = req.msg;
+        if req.to_tag.is_none() && msg.method() == Some(Method::Invite) {
+            self.stats.calls += 1;
+        }
         let plan = route::plan(msg, &self.config, local, req.to_tag.is_some());
         let loop_hash = route::loop_hash(self.config.branch_secret, msg, req.from_tag, req.to_tag);
         if let Some(status) = self.check_request(&req, local, &plan, loop_hash) {
@@ -298,6 +301,7 @@ impl<R: Router> ProxyCore<R> {
                 &self.timers,
             );
             self.stats.responses_generated += 1;
+            self.stats.response_out(Method::Invite, 100);
             Machine::InviteServer(s)
         } else {
             Machine::NonInviteServer(NonInviteServer::new(msg.bytes().clone()))
@@ -310,6 +314,12 @@ impl<R: Router> ProxyCore<R> {
         };
         if let Some(t) = self.table.get_mut(sid) {
             t.hunt = hunt;
+            if invite && req.to_tag.is_none() {
+                t.setup = Some(super::SetupClock {
+                    since: now,
+                    first_seen: false,
+                });
+            }
         }
         // The forwarded request starts with its method token; the branch is ours.
         let method_len = msg.method_name().map_or(0, <[u8]>::len);
@@ -410,6 +420,7 @@ impl<R: Router> ProxyCore<R> {
         let tag = route::to_tag(self.config.branch_secret, msg);
         let ok = response_to(msg, 200, "OK", Some(tag.as_bytes()), &[]);
         self.stats.responses_generated += 1;
+        self.stats.response_out(Method::Cancel, 200);
         let peer = msg.top_via().map_or(src, |v| route::reply_addr(&v, src));
         let mut server = NonInviteServer::new(msg.bytes().clone());
         server.respond(now, 200, ok.clone(), &self.timers);
@@ -500,6 +511,7 @@ impl<R: Router> ProxyCore<R> {
         let tag = route::to_tag(self.config.branch_secret, msg);
         let bytes = response_to(msg, code, reason, Some(tag.as_bytes()), extra);
         self.stats.responses_generated += 1;
+        self.stats.response_out(msg.cseq().method, code);
         self.push(local, dst, bytes);
     }
 }

@@ -58,6 +58,9 @@ impl<R: Router> ProxyCore<R> {
         if !invite && code >= 200 && msg.cseq().method == Method::Bye {
             self.router.dialog_ended(now, msg.call_id());
         }
+        if let Some(server) = link.filter(|_| invite) {
+            self.time_setup(now, server, code);
+        }
         let step = match link.and_then(|s| self.table.get_mut(s)) {
             Some(server) => match server.hunt.as_mut() {
                 Some(hunt) => Some(self.router.on_response(now, hunt, msg)),
@@ -78,6 +81,26 @@ impl<R: Router> ProxyCore<R> {
             // The server side is gone: only a 2xx to an INVITE still goes up.
             (None, _) if invite && (200..300).contains(&code) => self.forward_stray(local, msg),
             (None, _) => {}
+        }
+    }
+
+    /// Records the setup latency of the INVITE of server transaction
+    /// `server` on a response from downstream: the first one, and a 2xx.
+    fn time_setup(&mut self, now: Instant, server: TxnId, code: u16) {
+        let Some(t) = self.table.get_mut(server) else {
+            return;
+        };
+        let Some(clock) = t.setup.as_mut() else {
+            return;
+        };
+        let elapsed = now.saturating_duration_since(clock.since);
+        if !clock.first_seen {
+            clock.first_seen = true;
+            self.latency.first_response.record(elapsed);
+        }
+        if (200..300).contains(&code) {
+            t.setup = None;
+            self.latency.answer.record(elapsed);
         }
     }
 
@@ -103,11 +126,14 @@ impl<R: Router> ProxyCore<R> {
             _ => false,
         };
         let (local, peer) = (t.local, t.peer);
+        let method = msg.cseq().method;
         if sent {
             self.stats.responses_forwarded += 1;
+            self.stats.response_out(method, code);
             self.settle(server);
         } else if (200..300).contains(&code) {
             self.stats.responses_forwarded += 1;
+            self.stats.response_out(method, code);
             self.push(local, peer, bytes);
         }
     }
@@ -129,6 +155,8 @@ impl<R: Router> ProxyCore<R> {
             (true, Some(dst), Some(bytes)) => {
                 self.stats.stray_responses += 1;
                 self.stats.responses_forwarded += 1;
+                let code = msg.status_code().unwrap_or(0);
+                self.stats.response_out(msg.cseq().method, code);
                 self.push(local, dst, bytes);
             }
             _ => self.stats.responses_dropped += 1,
@@ -198,6 +226,7 @@ impl<R: Router> ProxyCore<R> {
         };
         if sent {
             self.stats.responses_generated += 1;
+            self.stats.response_out(msg.cseq().method, status.0);
             if status.0 >= 200 {
                 self.end_hunt(server);
             }

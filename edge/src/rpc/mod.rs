@@ -1,9 +1,14 @@
 //! The control plane: JSON-RPC 2.0 over HTTP, Kamailio `jsonrpcs`-shaped
 //! (method names, positional parameters and result shapes as Kamailio's:
 //! `dispatcher.list`, `dispatcher.reload`, `dispatcher.set_state`,
-//! `dispatcher.set_duid_state`, `core.version`, `core.uptime`), plus ours
-//! (`dispatcher.drain`, `dispatcher.active_calls`). Named parameters are
-//! accepted too, by the names in [`dispatch`]'s errors.
+//! `dispatcher.set_duid_state`, `dispatcher.ping_active`, `dispatcher.add`,
+//! `dispatcher.remove`, `core.version`, `core.uptime`,
+//! `stats.get_statistics`, `tm.stats`), plus ours (`dispatcher.drain`,
+//! `dispatcher.active_calls`). Named parameters are accepted too, by the
+//! names in [`dispatch`]'s errors.
+//!
+//! `dispatcher.add` and `dispatcher.remove` change the running sets only,
+//! as in Kamailio: the next `dispatcher.reload` reads the file again.
 //!
 //! `core.uptime` gives `now` and `up_since` as Unix seconds (Kamailio prints
 //! them with ctime). State changes reach the shards about at once; the states
@@ -15,15 +20,17 @@
 //! dispatcher view and the reload path). [`server`] is the HTTP thread.
 
 pub mod server;
+pub mod stats;
 
 use std::net::SocketAddr;
 
 use serde_json::{json, Map, Value};
 
 use crate::dispatcher::{
-    DestKey, DestState, Destination, DestinationSets, FLAG_NO_PING, FLAG_PROBING,
+    DestKey, DestState, Destination, DestinationSets, DestinationSpec, SetLimits, FLAG_NO_PING,
+    FLAG_PROBING,
 };
-use crate::runtime::DestinationTotal;
+use crate::runtime::{DestinationTotal, ShardReport};
 
 /// Malformed JSON.
 pub const PARSE_ERROR: i64 = -32700;
@@ -46,6 +53,11 @@ pub const METHODS: &[&str] = &[
     "dispatcher.set_state",
     "dispatcher.set_duid_state",
     "dispatcher.drain",
+    "dispatcher.ping_active",
+    "dispatcher.add",
+    "dispatcher.remove",
+    "stats.get_statistics",
+    "tm.stats",
 ];
 
 /// A JSON-RPC error: its code and a sentence.
@@ -126,6 +138,17 @@ impl Params {
                 .and_then(|n| u32::try_from(n).ok())
                 .map(Some)
                 .ok_or_else(bad),
+            Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
+            Some(_) => Err(bad()),
+        }
+    }
+
+    /// An optional integer parameter (a number or a decimal string).
+    fn integer(&self, index: usize, name: &str) -> Result<Option<i64>, RpcError> {
+        let bad = || RpcError::params(format!("`{name}` must be an integer"));
+        match self.get(index, name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
             Some(Value::String(s)) => s.trim().parse().map(Some).map_err(|_| bad()),
             Some(_) => Err(bad()),
         }
@@ -266,6 +289,14 @@ pub trait Backend {
     /// Sets the state of `keys` on every shard (one shard applies it and
     /// sends the change to the others); `who` is logged.
     fn set_state(&mut self, keys: Vec<DestKey>, state: DestState, who: &str) -> Result<(), String>;
+    /// Resolves the names of `sets` and sends them to every shard as the
+    /// running sets (`dispatcher.add` and `.remove`); `who` is logged.
+    fn replace_sets(&mut self, sets: DestinationSets, who: &str) -> Result<(), String>;
+    /// Turns probing on or off on every shard when `on` is given; returns
+    /// the state before. `who` is logged.
+    fn ping_active(&mut self, on: Option<bool>, who: &str) -> Result<bool, String>;
+    /// Each shard's latest report.
+    fn reports(&self) -> Vec<ShardReport>;
 }
 
 /// Runs `request` from `remote` against `backend`.
@@ -354,11 +385,143 @@ pub fn dispatch(
                 .map_err(|e| RpcError::new(OPERATIONAL, e))?;
             Ok(calls)
         }
+        "dispatcher.ping_active" => {
+            p.expect_at_most(&["state"])?;
+            let on = match p.get(0, "state") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(flag(v)?),
+            };
+            let old = backend
+                .ping_active(on, &format!("rpc {remote}"))
+                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+            Ok(match on {
+                None => json!({"OldPingState": u8::from(old)}),
+                Some(new) => json!({"NewPingState": u8::from(new), "OldPingState": u8::from(old)}),
+            })
+        }
+        "dispatcher.add" => {
+            p.expect_at_most(&["group", "address", "flags", "priority", "attrs"])?;
+            let group = p
+                .group(0)?
+                .ok_or_else(|| RpcError::params("`group` is required"))?;
+            let address = p
+                .string(1, "address")?
+                .ok_or_else(|| RpcError::params("`address` is required"))?;
+            let flags = p.integer(2, "flags")?.unwrap_or(0);
+            let flags = u32::try_from(flags).map_err(|_| RpcError::params("bad `flags`"))?;
+            let priority = p.integer(3, "priority")?.unwrap_or(0);
+            let priority =
+                i32::try_from(priority).map_err(|_| RpcError::params("bad `priority`"))?;
+            let attrs = p.string(4, "attrs")?.unwrap_or("");
+            let sets = backend
+                .sets()
+                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let spec = DestinationSpec {
+                set: group,
+                uri: address,
+                flags,
+                priority,
+                attrs,
+            };
+            let sets = with_destination(sets, &spec)?;
+            backend
+                .replace_sets(sets, &format!("rpc {remote}"))
+                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+            Ok(Value::String("Ok. Dispatcher destination added.".into()))
+        }
+        "dispatcher.remove" => {
+            p.expect_at_most(&["group", "address"])?;
+            let group = p
+                .group(0)?
+                .ok_or_else(|| RpcError::params("`group` is required"))?;
+            let address = p
+                .string(1, "address")?
+                .ok_or_else(|| RpcError::params("`address` is required"))?;
+            let sets = backend
+                .sets()
+                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let sets = without_destination(sets, group, address)?;
+            backend
+                .replace_sets(sets, &format!("rpc {remote}"))
+                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+            Ok(Value::String("Ok. Dispatcher destination removed.".into()))
+        }
+        "stats.get_statistics" => stats::get_statistics(&backend.reports(), p),
+        "tm.stats" => {
+            p.expect_at_most(&[])?;
+            Ok(stats::tm_stats(&backend.reports()))
+        }
         other => Err(RpcError::new(
             METHOD_NOT_FOUND,
             format!("Method not found: `{other}`"),
         )),
     }
+}
+
+/// A 0/1 parameter (a number, a decimal string or a boolean).
+fn flag(v: &Value) -> Result<bool, RpcError> {
+    match v {
+        Value::Bool(b) => Ok(*b),
+        Value::Number(n) if n.as_u64() == Some(0) => Ok(false),
+        Value::Number(n) if n.as_u64() == Some(1) => Ok(true),
+        Value::String(s) if s.trim() == "0" => Ok(false),
+        Value::String(s) if s.trim() == "1" => Ok(true),
+        _ => Err(RpcError::params("`state` must be 0 or 1")),
+    }
+}
+
+/// The specs of every destination of `sets`, for building a changed copy.
+fn specs(sets: &DestinationSets) -> impl Iterator<Item = DestinationSpec<'_>> {
+    sets.sets().iter().flat_map(|set| {
+        set.destinations.iter().map(move |d| DestinationSpec {
+            set: set.id,
+            uri: &d.uri,
+            flags: d.flags,
+            priority: d.priority,
+            attrs: &d.attrs.body,
+        })
+    })
+}
+
+/// `sets` with `spec` added at the end of its set (a new set if needed).
+/// A URI already in the set is an operational error; a bad URI or bad
+/// attributes are bad parameters.
+pub fn with_destination(
+    sets: &DestinationSets,
+    spec: &DestinationSpec<'_>,
+) -> Result<DestinationSets, RpcError> {
+    let present = sets
+        .set(spec.set)
+        .is_some_and(|s| s.destinations.iter().any(|d| d.uri == spec.uri));
+    if present {
+        return Err(RpcError::new(
+            OPERATIONAL,
+            format!("Destination `{}` is already in set {}", spec.uri, spec.set),
+        ));
+    }
+    let all = specs(sets).chain(std::iter::once(*spec));
+    DestinationSets::from_specs(all, "dispatcher.add", &SetLimits::default())
+        .map_err(|e| RpcError::params(e.to_string()))
+}
+
+/// `sets` without destination `uri` of set `group` (an empty set goes).
+pub fn without_destination(
+    sets: &DestinationSets,
+    group: u32,
+    uri: &str,
+) -> Result<DestinationSets, RpcError> {
+    let present = sets
+        .set(group)
+        .is_some_and(|s| s.destinations.iter().any(|d| d.uri == uri));
+    if !present {
+        return Err(RpcError::new(
+            OPERATIONAL,
+            format!("Destination not found: `{uri}` in set {group}"),
+        ));
+    }
+    let rest = specs(sets).filter(|s| !(s.set == group && s.uri == uri));
+    DestinationSets::from_specs(rest, "dispatcher.remove", &SetLimits::default())
+        .map_err(|e| RpcError::new(OPERATIONAL, e.to_string()))
 }
 
 /// A state parameter: Kamailio's letter (`a`, `i`, `d`, `t`; ours `r`
@@ -652,6 +815,7 @@ mod tests {
     struct Fake {
         sets: Option<DestinationSets>,
         changed: Vec<(Vec<DestKey>, DestState)>,
+        probing: bool,
     }
 
     impl Backend for Fake {
@@ -679,6 +843,18 @@ mod tests {
             self.changed.push((keys, state));
             Ok(())
         }
+        fn replace_sets(&mut self, sets: DestinationSets, _who: &str) -> Result<(), String> {
+            self.sets = Some(sets);
+            Ok(())
+        }
+        fn ping_active(&mut self, on: Option<bool>, _who: &str) -> Result<bool, String> {
+            let old = self.probing;
+            self.probing = on.unwrap_or(old);
+            Ok(old)
+        }
+        fn reports(&self) -> Vec<ShardReport> {
+            Vec::new()
+        }
     }
 
     fn fake() -> Fake {
@@ -702,6 +878,7 @@ mod tests {
         Fake {
             sets: Some(sets),
             changed: Vec::new(),
+            probing: true,
         }
     }
 
@@ -746,6 +923,116 @@ mod tests {
             let e = run(&mut b, m, Params::None).err();
             assert!(e.is_none_or(|e| e.code != METHOD_NOT_FOUND), "{m}");
         }
+    }
+
+    fn uris(b: &Fake, set: u32) -> Vec<String> {
+        let set = b.sets.as_ref().unwrap().set(set);
+        set.map(|s| s.destinations.iter().map(|d| d.uri.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn ping_active_reads_and_sets() {
+        let mut b = fake();
+        let r = run(&mut b, "dispatcher.ping_active", Params::None).unwrap();
+        assert_eq!(r, json!({"OldPingState": 1}));
+        let p = Params::Positional(vec![json!(0)]);
+        let r = run(&mut b, "dispatcher.ping_active", p).unwrap();
+        assert_eq!(r, json!({"NewPingState": 0, "OldPingState": 1}));
+        assert!(!b.probing);
+        let p = Params::Positional(vec![json!("1")]);
+        let r = run(&mut b, "dispatcher.ping_active", p).unwrap();
+        assert_eq!(r, json!({"NewPingState": 1, "OldPingState": 0}));
+        for bad in [json!(2), json!("on"), json!([1])] {
+            let p = Params::Positional(vec![bad]);
+            let e = run(&mut b, "dispatcher.ping_active", p).unwrap_err();
+            assert_eq!(e.code, INVALID_PARAMS);
+        }
+    }
+
+    #[test]
+    fn add_and_remove_change_the_running_sets() {
+        let mut b = fake();
+        let p = Params::Positional(vec![
+            json!(1),
+            json!("sip:192.0.2.3:5060"),
+            json!(0),
+            json!(5),
+            json!("duid=z;weight=7"),
+        ]);
+        let r = run(&mut b, "dispatcher.add", p).unwrap();
+        assert_eq!(r, json!("Ok. Dispatcher destination added."));
+        assert_eq!(
+            uris(&b, 1),
+            [
+                "sip:192.0.2.1:5060",
+                "sip:192.0.2.2:5060",
+                "sip:192.0.2.3:5060"
+            ]
+        );
+        let added = &b.sets.as_ref().unwrap().set(1).unwrap().destinations[2];
+        assert_eq!((added.priority, added.attrs.weight), (5, Some(7)));
+        // A new set by name, named parameters.
+        let p = Params::Named(Map::from_iter([
+            ("group".to_owned(), json!(2)),
+            ("address".to_owned(), json!("sip:192.0.2.9")),
+        ]));
+        run(&mut b, "dispatcher.add", p).unwrap();
+        assert_eq!(uris(&b, 2), ["sip:192.0.2.9"]);
+        // Already there: 500; a bad URI or attrs: -32602; no group: -32602.
+        let again = Params::Positional(vec![json!(1), json!("sip:192.0.2.3:5060")]);
+        let e = run(&mut b, "dispatcher.add", again).unwrap_err();
+        assert_eq!(e.code, OPERATIONAL, "{}", e.message);
+        let bad = Params::Positional(vec![json!(1), json!("mailto:x@y")]);
+        assert_eq!(
+            run(&mut b, "dispatcher.add", bad).unwrap_err().code,
+            INVALID_PARAMS
+        );
+        let bad = Params::Positional(vec![
+            json!(1),
+            json!("sip:192.0.2.4"),
+            json!(0),
+            json!(0),
+            json!("weight=500"),
+        ]);
+        assert_eq!(
+            run(&mut b, "dispatcher.add", bad).unwrap_err().code,
+            INVALID_PARAMS
+        );
+        let bad = Params::Positional(vec![]);
+        assert_eq!(
+            run(&mut b, "dispatcher.add", bad).unwrap_err().code,
+            INVALID_PARAMS
+        );
+
+        let p = Params::Positional(vec![json!(1), json!("sip:192.0.2.1:5060")]);
+        let r = run(&mut b, "dispatcher.remove", p.clone()).unwrap();
+        assert_eq!(r, json!("Ok. Dispatcher destination removed."));
+        assert_eq!(uris(&b, 1), ["sip:192.0.2.2:5060", "sip:192.0.2.3:5060"]);
+        assert_eq!(
+            run(&mut b, "dispatcher.remove", p).unwrap_err().code,
+            OPERATIONAL
+        );
+        let p = Params::Positional(vec![json!(2), json!("sip:192.0.2.9")]);
+        run(&mut b, "dispatcher.remove", p).unwrap();
+        assert!(
+            b.sets.as_ref().unwrap().set(2).is_none(),
+            "an emptied set goes"
+        );
+    }
+
+    #[test]
+    fn statistics_methods_answer_without_reports() {
+        let mut b = fake();
+        let t = run(&mut b, "tm.stats", Params::None).unwrap();
+        assert_eq!(t["current"], json!(0));
+        let p = Params::Positional(vec![json!(1)]);
+        assert_eq!(run(&mut b, "tm.stats", p).unwrap_err().code, INVALID_PARAMS);
+        let all = run(&mut b, "stats.get_statistics", Params::None).unwrap();
+        assert!(all
+            .as_array()
+            .unwrap()
+            .contains(&json!("core:rcv_requests = 0")));
     }
 
     proptest! {

@@ -147,6 +147,8 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         view: DispatcherView::default(),
         sets: sets.clone(),
         started: std::time::SystemTime::now(),
+        last_reload: None,
+        probing: true,
     };
     while !handles.iter().all(|h| h.is_finished()) {
         if reload.swap(false, Ordering::Relaxed) {
@@ -154,7 +156,7 @@ pub fn run(config: Config) -> Result<(), RuntimeError> {
         }
         crossbeam_channel::select! {
             recv(reports) -> r => if let Ok(report) = r {
-                metrics.publish(report.clone());
+                metrics.publish(Instant::now(), report.clone());
                 main.view.update(report);
             },
             recv(rpc_calls) -> c => if let Ok(call) = c {
@@ -209,6 +211,35 @@ struct MainThread<'a> {
     /// The sets the shards were last sent.
     sets: Option<Arc<DestinationSets>>,
     started: std::time::SystemTime,
+    /// When the last reload was accepted (for `reload_min_interval_ms`).
+    last_reload: Option<Instant>,
+    /// Probing on (`dispatcher.ping_active`).
+    probing: bool,
+}
+
+impl MainThread<'_> {
+    /// Sends a message made by `msg` to every shard and wakes it; returns
+    /// how many shards it reached.
+    fn broadcast(&self, what: &str, msg: impl Fn() -> shard::LinkMsg) -> usize {
+        let wakers = self.mesh.wakers();
+        let mut reached = 0;
+        for (i, tx) in self.control.iter().enumerate() {
+            match tx.try_send(msg()) {
+                Ok(()) => reached += 1,
+                Err(_) => tracing::warn!(shard = i, "{what} not delivered: control channel full"),
+            }
+            if let Some(w) = wakers.get(i) {
+                let _ = w.wake();
+            }
+        }
+        reached
+    }
+
+    /// Makes `sets` the running sets of every shard.
+    fn install(&mut self, sets: Arc<DestinationSets>) {
+        self.broadcast("destination sets", || shard::LinkMsg::Reload(sets.clone()));
+        self.sets = Some(sets);
+    }
 }
 
 fn unix_seconds(t: std::time::SystemTime) -> u64 {
@@ -243,6 +274,23 @@ impl crate::rpc::Backend for MainThread<'_> {
             tracing::info!(who, "no dispatcher list to reload");
             return Err("No dispatcher list to reload".into());
         }
+        let min = Duration::from_millis(self.config.dispatcher.reload_min_interval_ms);
+        if let Some(ago) = self
+            .last_reload
+            .map(|t| t.elapsed())
+            .filter(|ago| *ago < min)
+        {
+            tracing::warn!(
+                who,
+                ago_ms = ago.as_millis() as u64,
+                "dispatcher reload refused: too soon"
+            );
+            return Err(format!(
+                "Ongoing reload: the last one was {} ms ago, reload_min_interval_ms is {}",
+                ago.as_millis(),
+                min.as_millis()
+            ));
+        }
         let sets = match load_sets(self.config) {
             Ok(Some(sets)) => sets,
             Ok(None) => return Err("No dispatcher list to reload".into()),
@@ -256,17 +304,38 @@ impl crate::rpc::Backend for MainThread<'_> {
             destinations = sets.destination_count(),
             "dispatcher list reloaded"
         );
-        let wakers = self.mesh.wakers();
-        for (i, tx) in self.control.iter().enumerate() {
-            if tx.try_send(shard::LinkMsg::Reload(sets.clone())).is_err() {
-                tracing::warn!(shard = i, "reload not delivered: control channel full");
-            }
-            if let Some(w) = wakers.get(i) {
-                let _ = w.wake();
-            }
-        }
-        self.sets = Some(sets);
+        self.last_reload = Some(Instant::now());
+        self.install(sets);
         Ok(())
+    }
+
+    fn replace_sets(&mut self, sets: DestinationSets, who: &str) -> Result<(), String> {
+        let mut warnings = Vec::new();
+        let sets = crate::config::resolve_names(&sets, &mut warnings);
+        for w in &warnings {
+            tracing::warn!(who, "dispatcher: {w}");
+        }
+        tracing::info!(
+            who,
+            destinations = sets.destination_count(),
+            "destination sets changed by the operator (until the next reload)"
+        );
+        self.install(Arc::new(sets));
+        Ok(())
+    }
+
+    fn ping_active(&mut self, on: Option<bool>, who: &str) -> Result<bool, String> {
+        let old = self.probing;
+        if let Some(on) = on {
+            tracing::info!(who, probing = on, "destination probing set by the operator");
+            self.broadcast("probing change", || shard::LinkMsg::Probing(on));
+            self.probing = on;
+        }
+        Ok(old)
+    }
+
+    fn reports(&self) -> Vec<ShardReport> {
+        self.view.reports().cloned().collect()
     }
 
     /// To shard 0, which applies the state and sends the change to the
@@ -301,6 +370,10 @@ pub struct DestinationTotal {
     pub pending: u64,
     /// Answered calls on it, all shards.
     pub active: u64,
+    /// Failed probes and failovers counted against it, all shards.
+    pub failures: u64,
+    /// The round trip of its last answered probe (one shard probes it).
+    pub probe_rtt: Option<Duration>,
 }
 
 /// The main thread's view of the dispatcher: each shard's latest
@@ -333,12 +406,16 @@ impl DispatcherView {
                 Some(t) => {
                     t.pending += u64::from(row.load.pending);
                     t.active += u64::from(row.load.active);
+                    t.failures += row.failures;
+                    t.probe_rtt = t.probe_rtt.max(row.probe_rtt);
                 }
                 None => out.push(DestinationTotal {
                     key: row.key.clone(),
                     state: row.state,
                     pending: u64::from(row.load.pending),
                     active: u64::from(row.load.active),
+                    failures: row.failures,
+                    probe_rtt: row.probe_rtt,
                 }),
             }
         }

@@ -16,7 +16,7 @@ use super::router::ShardRouter;
 use super::socket::ShardSockets;
 use super::uring::{Datagram, RingConfig, SendError, UdpRing, Waker};
 use crate::dispatcher::{DestKey, DestLoad, DestState, DestinationSets, RouterStats, StateChange};
-use crate::proxy::{ProxyConfig, ProxyCore, ProxyStats, Transmit};
+use crate::proxy::{ProxyConfig, ProxyCore, ProxyStats, SetupLatency, Transmit};
 use crate::sip::{owner_shard, peek_call_id};
 
 /// A datagram received by one shard for a call another shard owns.
@@ -41,6 +41,9 @@ pub(super) enum LinkMsg {
     /// The operator sets these destinations' state (RPC), from the main
     /// thread to one shard, which sends the change to the others.
     SetState(Vec<DestKey>, DestState),
+    /// Probing on or off (RPC `dispatcher.ping_active`), from the main
+    /// thread to every shard.
+    Probing(bool),
 }
 
 /// What a shard publishes about its dispatcher, about once a second: the
@@ -64,6 +67,8 @@ pub struct ShardReport {
     pub transactions: usize,
     /// Transactions still waiting for a final response.
     pub unfinished: usize,
+    /// Call setup latency since start.
+    pub latency: SetupLatency,
 }
 
 /// On shutdown, with nothing unfinished, a shard still waits until no
@@ -416,6 +421,11 @@ impl Shard {
                             }
                         }
                     }
+                    LinkMsg::Probing(on) => {
+                        if let Some(d) = self.core.router_mut().dispatch_mut() {
+                            d.dispatcher_mut().set_probing(now, on);
+                        }
+                    }
                     LinkMsg::Reload(sets) => {
                         if let Some(d) = self.core.router_mut().dispatch_mut() {
                             d.reload(now, sets);
@@ -494,10 +504,11 @@ impl Shard {
                 .unwrap_or_default(),
             dialogs: d.map_or(0, |d| d.dialog_count()),
             stats: d.map(|d| d.stats()).unwrap_or_default(),
-            proxy: self.core.stats().clone(),
+            proxy: self.core.stats(),
             shell: self.counters,
             transactions: self.core.transaction_count(),
             unfinished: self.core.unfinished_transaction_count(),
+            latency: self.core.setup_latency().clone(),
         };
         // The main thread keeps only the latest; a full channel drops one.
         let _ = self.reports.try_send(report);

@@ -43,6 +43,34 @@ pub enum Method {
 }
 
 impl Method {
+    /// How many methods there are (extensions are one): the length of
+    /// tables indexed by [`Method::index`].
+    pub const COUNT: usize = 15;
+
+    /// Every method, in [`Method::index`] order.
+    pub const ALL: [Method; Method::COUNT] = [
+        Method::Invite,
+        Method::Ack,
+        Method::Bye,
+        Method::Cancel,
+        Method::Options,
+        Method::Register,
+        Method::Prack,
+        Method::Subscribe,
+        Method::Notify,
+        Method::Publish,
+        Method::Info,
+        Method::Refer,
+        Method::Message,
+        Method::Update,
+        Method::Extension,
+    ];
+
+    /// A dense index below [`Method::COUNT`], for per-method counters.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// The method named by `token`, or `Extension`.
     pub fn from_token(token: &[u8]) -> Method {
         match token {
@@ -186,6 +214,15 @@ fn parse_status_line(line: &[u8], offset: usize) -> Result<StartLine, ParseError
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_indexes_are_dense_and_match_all() {
+        for (i, m) in Method::ALL.iter().enumerate() {
+            assert_eq!(m.index(), i);
+            let token = m.as_str().unwrap_or("FOO");
+            assert_eq!(Method::from_token(token.as_bytes()), *m);
+        }
+    }
 
     #[test]
     fn request_line() {

@@ -46,6 +46,9 @@ pub struct TransactionTable<V> {
     index: HashMap<TxnKey, TxnId, KeyState>,
     wheel: TimerWheel<TxnId>,
     capacity: usize,
+    /// Transactions inserted and removed since creation (for metrics).
+    inserted: u64,
+    removed: u64,
 }
 
 impl<V> TransactionTable<V> {
@@ -57,6 +60,8 @@ impl<V> TransactionTable<V> {
             index: HashMap::with_capacity_and_hasher(capacity.min(4096), KeyState::new()),
             wheel: TimerWheel::new(capacity),
             capacity,
+            inserted: 0,
+            removed: 0,
         }
     }
 
@@ -83,6 +88,11 @@ impl<V> TransactionTable<V> {
     /// Room for `n` more transactions?
     pub fn has_room(&self, n: usize) -> bool {
         self.len() + n <= self.capacity
+    }
+
+    /// Transactions inserted and removed so far: (inserted, removed).
+    pub fn turnover(&self) -> (u64, u64) {
+        (self.inserted, self.removed)
     }
 
     /// Timer entries the wheel visited so far (fired or cascaded).
@@ -120,6 +130,7 @@ impl<V> TransactionTable<V> {
             value,
             timer: None,
         });
+        self.inserted += 1;
         Ok(id)
     }
 
@@ -164,6 +175,7 @@ impl<V> TransactionTable<V> {
         if let Some((timer, _)) = entry.timer {
             self.wheel.cancel(timer);
         }
+        self.removed += 1;
         Some(entry.value)
     }
 
