@@ -64,4 +64,21 @@ printf '%s\n' '# setid destination flags priority attrs' \
     >"$corpus/dispatcher_list/basic.list"
 printf '1 sip:10.0.0.1:5060\r\n\t2 sips:h.example.com:5061 2 5\r\n' >"$corpus/dispatcher_list/crlf.list"
 
+mkdir -p "$corpus/rpc_request"
+rpc() { printf '%s' "$2" >"$corpus/rpc_request/$1.json"; }
+rpc list '{"jsonrpc":"2.0","method":"dispatcher.list","id":1}'
+rpc set_state '{"jsonrpc":"2.0","method":"dispatcher.set_state","params":["i",1,"sip:192.0.2.1:5060"],"id":2}'
+rpc drain '{"jsonrpc":"2.0","method":"dispatcher.drain","params":{"group":"1","address":"a"},"id":"x"}'
+rpc add '{"jsonrpc":"2.0","method":"dispatcher.add","params":[2,"sip:[::1]:5080",8,3,"duid=b;weight=20"],"id":3}'
+rpc remove '{"jsonrpc":"2.0","method":"dispatcher.remove","params":[1,"sip:192.0.2.1:5060"],"id":4}'
+rpc ping '{"jsonrpc":"2.0","method":"dispatcher.ping_active","params":[0],"id":5}'
+rpc stats '{"jsonrpc":"2.0","method":"stats.get_statistics","params":["core:","tm:created"],"id":6}'
+rpc tm '{"jsonrpc":"2.0","method":"tm.stats"}'
+
+mkdir -p "$corpus/config"
+# The commented defaults of `edge --print-config`, uncommented examples included.
+sed -n '/^pub const DEFAULT_CONFIG_TOML/,/^"#;/p' "$here/../src/config.rs" | sed '1d;$d' \
+    >"$corpus/config/defaults.toml"
+sed 's/^# \([a-z_]* = \)/\1/' "$corpus/config/defaults.toml" >"$corpus/config/uncommented.toml"
+
 echo "seeded $n messages into $corpus/{parse,edit} and URIs into $corpus/uri"
