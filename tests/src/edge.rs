@@ -433,6 +433,28 @@ impl EdgeProcess {
         }
     }
 
+    /// [`EdgeProcess::stop`], then panics (a failed test) unless the edge
+    /// exited 0 in time with no ERROR line; returns the log.
+    pub fn stop_cleanly(self, bound: Duration) -> String {
+        let exit = self.stop(bound);
+        assert!(exit.success(), "{exit}");
+        let errors = exit.error_lines();
+        assert!(errors.is_empty(), "ERROR lines:\n{}", errors.join("\n"));
+        exit.log
+    }
+
+    /// An `edgectl` command aimed at this edge's RPC server (`--rpc`), with
+    /// `EDGE_RPC` and `EDGE_RPC_TOKEN` cleared so the caller's environment
+    /// cannot redirect it.
+    pub fn edgectl(&self) -> Command {
+        let mut cmd = Command::new(edgectl_binary());
+        if let Some(rpc) = self.rpc_addr {
+            cmd.arg("--rpc").arg(rpc.to_string());
+        }
+        cmd.env_remove("EDGE_RPC").env_remove("EDGE_RPC_TOKEN");
+        cmd
+    }
+
     fn wait_ready(&mut self, timeout: Duration) -> Result<(), EdgeError> {
         let addr = self.addr;
         // each ping waits up to 100 ms for its answer: the pacing
@@ -648,6 +670,13 @@ fn usage(message: String) -> EdgeError {
         peer: "edge",
         message,
     }
+}
+
+/// Writes `text` as `dispatcher.list` in `dir` and returns its path.
+pub fn write_dispatcher_list(dir: &Path, text: &str) -> PathBuf {
+    let path = dir.join("dispatcher.list");
+    std::fs::write(&path, text).expect("the test directory is writable");
+    path
 }
 
 /// Path to the workspace's `edgectl` binary (next to `edge`), built in the

@@ -205,6 +205,14 @@ impl Sipp {
         Self::new(Role::Uas, scenario, None)
     }
 
+    /// The test backend: `uas_basic_rr` on `port`, with `-aa` so SIPp
+    /// answers the edge's OPTIONS probes (and INFO, NOTIFY, UPDATE) itself.
+    pub fn backend(port: u16) -> Self {
+        Self::uas(Scenario::named("uas_basic_rr"))
+            .local_port(port)
+            .arg("-aa")
+    }
+
     /// `-sn uac` towards `remote`.
     pub fn builtin_uac(remote: SocketAddr) -> Self {
         Self::uac(Scenario::builtin("uac"), remote)

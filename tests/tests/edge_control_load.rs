@@ -23,12 +23,12 @@
 use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use chrono::{Local, NaiveDateTime, TimeZone};
-use edge_e2e::edge::{edgectl_binary, Edge, EdgeProcess};
+use edge_e2e::edge::{edgectl_binary, write_dispatcher_list, Edge, EdgeProcess};
 use edge_e2e::ports::free_udp_port;
 use edge_e2e::process::{poll_until, TempDir};
 use edge_e2e::rpc::RpcClient;
@@ -57,11 +57,9 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn backend(port: u16, trace_msg: bool) -> SippProcess {
-    Sipp::uas(Scenario::named("uas_basic_rr"))
-        .local_port(port)
+    Sipp::backend(port)
         .timeout(SIPP_TIMEOUT)
         .trace_msg(trace_msg)
-        .arg("-aa")
         .spawn()
         .unwrap()
 }
@@ -84,9 +82,7 @@ fn dispatcher_toml(algorithm: u32) -> String {
 }
 
 fn write_list(dir: &TempDir, text: &str) -> PathBuf {
-    let path = dir.join("dispatcher.list");
-    fs::write(&path, text).unwrap();
-    path
+    write_dispatcher_list(dir.path(), text)
 }
 
 fn start_edge(algorithm: u32, list: &Path) -> EdgeProcess {
@@ -100,25 +96,11 @@ fn start_edge(algorithm: u32, list: &Path) -> EdgeProcess {
 }
 
 fn stop_edge(edge: EdgeProcess) -> String {
-    let exit = edge.stop(Duration::from_secs(8));
-    assert!(exit.success(), "{exit}");
-    assert!(
-        exit.error_lines().is_empty(),
-        "ERROR lines:\n{}",
-        exit.error_lines().join("\n")
-    );
-    exit.log
+    edge.stop_cleanly(Duration::from_secs(8))
 }
 
-fn edgectl(edgectl: &Path, edge: &EdgeProcess, args: &[&str]) -> Output {
-    Command::new(edgectl)
-        .arg("--rpc")
-        .arg(edge.rpc_addr().unwrap().to_string())
-        .args(args)
-        .env_remove("EDGE_RPC")
-        .env_remove("EDGE_RPC_TOKEN")
-        .output()
-        .unwrap()
+fn edgectl(edge: &EdgeProcess, args: &[&str]) -> Output {
+    edge.edgectl().args(args).output().unwrap()
 }
 
 /// `dispatcher.active_calls` of one destination.
@@ -248,7 +230,7 @@ fn drain_one_of_three_backends_under_load() {
     require_sipp();
     let _serial = serial();
     let started = Instant::now();
-    let edgectl_bin = edgectl_binary(); // built now, not under load
+    edgectl_binary(); // built now, not under load
     let names = ["a", "b", "c"];
     let backends: Vec<SippProcess> = names
         .iter()
@@ -287,7 +269,6 @@ fn drain_one_of_three_backends_under_load() {
     let drain_sent = SystemTime::now();
     let drain_started = Instant::now();
     let out = edgectl(
-        &edgectl_bin,
         &edge,
         &[
             "dispatcher",

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use edge_e2e::edge::{Edge, EdgeProcess};
+use edge_e2e::edge::{write_dispatcher_list, Edge, EdgeProcess};
 use edge_e2e::ports::free_udp_port;
 use edge_e2e::process::TempDir;
 use edge_e2e::sipp::{require_sipp, Scenario, Sipp, SippProcess, SippRun};
@@ -25,12 +25,7 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn backend(port: u16, timeout: Duration) -> SippProcess {
-    Sipp::uas(Scenario::named("uas_basic_rr"))
-        .local_port(port)
-        .timeout(timeout)
-        .arg("-aa")
-        .spawn()
-        .unwrap()
+    Sipp::backend(port).timeout(timeout).spawn().unwrap()
 }
 
 fn uac(edge: &EdgeProcess, calls: u64, rate: f64, timeout: Duration) -> Sipp {
@@ -46,20 +41,11 @@ fn dispatcher_toml(algorithm: u32, extra: &str) -> String {
 }
 
 fn write_list(dir: &TempDir, text: &str) -> std::path::PathBuf {
-    let path = dir.join("dispatcher.list");
-    fs::write(&path, text).unwrap();
-    path
+    write_dispatcher_list(dir.path(), text)
 }
 
 fn stop_edge(edge: EdgeProcess) -> String {
-    let exit = edge.stop(Duration::from_secs(8));
-    assert!(exit.success(), "{exit}");
-    assert!(
-        exit.error_lines().is_empty(),
-        "ERROR lines:\n{}",
-        exit.error_lines().join("\n")
-    );
-    exit.log
+    edge.stop_cleanly(Duration::from_secs(8))
 }
 
 /// INVITEs each backend saw; the backend is stopped.

@@ -65,14 +65,7 @@ fn start_with(toml: &str) -> Setup {
 }
 
 fn edgectl(edge: &EdgeProcess, args: &[&str]) -> Output {
-    Command::new(edgectl_binary())
-        .arg("--rpc")
-        .arg(edge.rpc_addr().unwrap().to_string())
-        .args(args)
-        .env_remove("EDGE_RPC")
-        .env_remove("EDGE_RPC_TOKEN")
-        .output()
-        .unwrap()
+    edge.edgectl().args(args).output().unwrap()
 }
 
 fn ok(out: &Output) -> String {

@@ -143,6 +143,18 @@ impl Params {
         }
     }
 
+    /// A set id that must be given.
+    fn required_group(&self, index: usize) -> Result<u32, RpcError> {
+        self.group(index)?
+            .ok_or_else(|| RpcError::params("`group` is required"))
+    }
+
+    /// A string parameter that must be given.
+    fn required_string(&self, index: usize, name: &str) -> Result<&str, RpcError> {
+        self.string(index, name)?
+            .ok_or_else(|| RpcError::params(format!("`{name}` is required")))
+    }
+
     /// An optional integer parameter (a number or a decimal string).
     fn integer(&self, index: usize, name: &str) -> Result<Option<i64>, RpcError> {
         let bad = || RpcError::params(format!("`{name}` must be an integer"));
@@ -318,9 +330,7 @@ pub fn dispatch(
         }
         "dispatcher.list" => {
             p.expect_at_most(&[])?;
-            let sets = backend
-                .sets()
-                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let sets = configured(backend.sets())?;
             Ok(dispatcher_list(
                 sets,
                 &backend.totals(),
@@ -331,7 +341,7 @@ pub fn dispatch(
             p.expect_at_most(&[])?;
             backend
                 .reload(&format!("rpc {remote}"))
-                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+                .map_err(operational)?;
             Ok(Value::String(
                 "Ok. Dispatcher successfully reloaded.".into(),
             ))
@@ -350,39 +360,31 @@ pub fn dispatch(
             let what = if by_duid { "duid" } else { "address" };
             p.expect_at_most(&["state", "group", what])?;
             let state = parse_state(p.string(0, "state")?)?;
-            let group = p
-                .group(1)?
-                .ok_or_else(|| RpcError::params("`group` is required"))?;
+            let group = p.required_group(1)?;
             let target = p
                 .string(2, what)?
                 .ok_or_else(|| RpcError::params(format!("`{what}` is required")))?;
-            let sets = backend
-                .sets()
-                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let sets = configured(backend.sets())?;
             let keys = select(sets, group, target, by_duid)?;
             backend
                 .set_state(keys, state, &format!("rpc {remote}"))
-                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+                .map_err(operational)?;
             Ok(Value::String("Ok. Dispatcher state updated.".into()))
         }
         "dispatcher.drain" => {
             p.expect_at_most(&["group", "address"])?;
-            let group = p
-                .group(0)?
-                .ok_or_else(|| RpcError::params("`group` is required"))?;
+            let group = p.required_group(0)?;
             let target = p.string(1, "address")?.ok_or_else(|| {
                 RpcError::params("`address` (a URI, a duid or `all`) is required")
             })?;
-            let sets = backend
-                .sets()
-                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let sets = configured(backend.sets())?;
             let keys = select(sets, group, target, false)
                 .or_else(|_| select(sets, group, target, true))?;
             let address = (target != "all").then_some(target);
             let calls = active_calls(backend.sets(), &backend.totals(), Some(group), address)?;
             backend
                 .set_state(keys, DestState::Draining, &format!("rpc {remote}"))
-                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+                .map_err(operational)?;
             Ok(calls)
         }
         "dispatcher.ping_active" => {
@@ -393,7 +395,7 @@ pub fn dispatch(
             };
             let old = backend
                 .ping_active(on, &format!("rpc {remote}"))
-                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+                .map_err(operational)?;
             Ok(match on {
                 None => json!({"OldPingState": u8::from(old)}),
                 Some(new) => json!({"NewPingState": u8::from(new), "OldPingState": u8::from(old)}),
@@ -401,21 +403,15 @@ pub fn dispatch(
         }
         "dispatcher.add" => {
             p.expect_at_most(&["group", "address", "flags", "priority", "attrs"])?;
-            let group = p
-                .group(0)?
-                .ok_or_else(|| RpcError::params("`group` is required"))?;
-            let address = p
-                .string(1, "address")?
-                .ok_or_else(|| RpcError::params("`address` is required"))?;
+            let group = p.required_group(0)?;
+            let address = p.required_string(1, "address")?;
             let flags = p.integer(2, "flags")?.unwrap_or(0);
             let flags = u32::try_from(flags).map_err(|_| RpcError::params("bad `flags`"))?;
             let priority = p.integer(3, "priority")?.unwrap_or(0);
             let priority =
                 i32::try_from(priority).map_err(|_| RpcError::params("bad `priority`"))?;
             let attrs = p.string(4, "attrs")?.unwrap_or("");
-            let sets = backend
-                .sets()
-                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let sets = configured(backend.sets())?;
             let spec = DestinationSpec {
                 set: group,
                 uri: address,
@@ -426,24 +422,18 @@ pub fn dispatch(
             let sets = with_destination(sets, &spec)?;
             backend
                 .replace_sets(sets, &format!("rpc {remote}"))
-                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+                .map_err(operational)?;
             Ok(Value::String("Ok. Dispatcher destination added.".into()))
         }
         "dispatcher.remove" => {
             p.expect_at_most(&["group", "address"])?;
-            let group = p
-                .group(0)?
-                .ok_or_else(|| RpcError::params("`group` is required"))?;
-            let address = p
-                .string(1, "address")?
-                .ok_or_else(|| RpcError::params("`address` is required"))?;
-            let sets = backend
-                .sets()
-                .ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))?;
+            let group = p.required_group(0)?;
+            let address = p.required_string(1, "address")?;
+            let sets = configured(backend.sets())?;
             let sets = without_destination(sets, group, address)?;
             backend
                 .replace_sets(sets, &format!("rpc {remote}"))
-                .map_err(|e| RpcError::new(OPERATIONAL, e))?;
+                .map_err(operational)?;
             Ok(Value::String("Ok. Dispatcher destination removed.".into()))
         }
         "stats.get_statistics" => stats::get_statistics(&backend.reports(), p),
@@ -456,6 +446,17 @@ pub fn dispatch(
             format!("Method not found: `{other}`"),
         )),
     }
+}
+
+/// The running sets, or the operational error of an edge without a
+/// dispatcher.
+fn configured(sets: Option<&DestinationSets>) -> Result<&DestinationSets, RpcError> {
+    sets.ok_or_else(|| RpcError::new(OPERATIONAL, "No dispatcher is configured"))
+}
+
+/// A backend's failure sentence as an operational error.
+fn operational(message: String) -> RpcError {
+    RpcError::new(OPERATIONAL, message)
 }
 
 /// A 0/1 parameter (a number, a decimal string or a boolean).

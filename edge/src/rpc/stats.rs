@@ -13,25 +13,40 @@ use crate::sip::Method;
 /// One statistic: group, name, value.
 pub type Statistic = (&'static str, String, u64);
 
+/// The shards' counters summed.
+#[derive(Default)]
+struct Totals {
+    proxy: ProxyStats,
+    router: crate::dispatcher::RouterStats,
+    shell: crate::runtime::ShellCounters,
+    /// Live transactions, and those without a final response.
+    inuse: u64,
+    unfinished: u64,
+    dialogs: u64,
+}
+
+fn totals(reports: &[ShardReport]) -> Totals {
+    let mut t = Totals::default();
+    for r in reports {
+        t.proxy.add(&r.proxy);
+        t.inuse += r.transactions as u64;
+        t.unfinished += r.unfinished as u64;
+        t.dialogs += r.dialogs as u64;
+        t.router.dialogs_started += r.stats.dialogs_started;
+        t.router.dialogs_ended += r.stats.dialogs_ended;
+        t.router.dialogs_expired += r.stats.dialogs_expired;
+        t.router.dialogs_evicted += r.stats.dialogs_evicted;
+        t.shell.handoffs_out += r.shell.handoffs_out;
+        t.shell.handoff_drops += r.shell.handoff_drops;
+        t.shell.send_drops += r.shell.send_drops;
+    }
+    t
+}
+
 /// Every counter over all shards, in a fixed order.
 pub fn statistics(reports: &[ShardReport]) -> Vec<Statistic> {
-    let mut p = ProxyStats::default();
-    let (mut inuse, mut unfinished, mut dialogs) = (0u64, 0u64, 0u64);
-    let (mut started, mut ended, mut expired, mut evicted) = (0u64, 0u64, 0u64, 0u64);
-    let (mut handoffs, mut handoff_drops, mut send_drops) = (0u64, 0u64, 0u64);
-    for r in reports {
-        p.add(&r.proxy);
-        inuse += r.transactions as u64;
-        unfinished += r.unfinished as u64;
-        dialogs += r.dialogs as u64;
-        started += r.stats.dialogs_started;
-        ended += r.stats.dialogs_ended;
-        expired += r.stats.dialogs_expired;
-        evicted += r.stats.dialogs_evicted;
-        handoffs += r.shell.handoffs_out;
-        handoff_drops += r.shell.handoff_drops;
-        send_drops += r.shell.send_drops;
-    }
+    let t = totals(reports);
+    let p = &t.proxy;
     let mut out: Vec<Statistic> = Vec::with_capacity(64);
     let mut put = |group, name: &str, value| out.push((group, name.to_owned(), value));
     put("core", "rcv_requests", p.requests_in);
@@ -52,8 +67,8 @@ pub fn statistics(reports: &[ShardReport]) -> Vec<Statistic> {
     put("core", "fwd_replies", p.responses_forwarded);
     put("core", "drop_replies", p.responses_dropped);
     put("core", "err_requests", p.parse_errors);
-    put("tm", "inuse_transactions", inuse);
-    put("tm", "active_transactions", unfinished);
+    put("tm", "inuse_transactions", t.inuse);
+    put("tm", "active_transactions", t.unfinished);
     put("tm", "created", p.transactions_created);
     put("tm", "freed", p.transactions_freed);
     put("tm", "received_replies", p.responses_in);
@@ -63,11 +78,11 @@ pub fn statistics(reports: &[ShardReport]) -> Vec<Statistic> {
         let name = format!("{}xx_transactions", class + 1);
         put("tm", &name, p.responses_out_in_class(class));
     }
-    put("dialog", "active_dialogs", dialogs);
-    put("dialog", "processed_dialogs", started);
-    put("dialog", "ended_dialogs", ended);
-    put("dialog", "expired_dialogs", expired);
-    put("dialog", "evicted_dialogs", evicted);
+    put("dialog", "active_dialogs", t.dialogs);
+    put("dialog", "processed_dialogs", t.router.dialogs_started);
+    put("dialog", "ended_dialogs", t.router.dialogs_ended);
+    put("dialog", "expired_dialogs", t.router.dialogs_expired);
+    put("dialog", "evicted_dialogs", t.router.dialogs_evicted);
     put("edge", "calls", p.calls);
     put(
         "edge",
@@ -84,9 +99,9 @@ pub fn statistics(reports: &[ShardReport]) -> Vec<Statistic> {
     put("edge", "failovers", p.failovers);
     put("edge", "probes_sent", p.probes_sent);
     put("edge", "transmits_dropped", p.transmits_dropped);
-    put("edge", "handoffs", handoffs);
-    put("edge", "handoff_drops", handoff_drops);
-    put("edge", "send_drops", send_drops);
+    put("edge", "handoffs", t.shell.handoffs_out);
+    put("edge", "handoff_drops", t.shell.handoff_drops);
+    put("edge", "send_drops", t.shell.send_drops);
     out
 }
 
@@ -140,16 +155,11 @@ fn selects(wanted: &str, group: &str, name: &str) -> bool {
 /// the probes this proxy originated; `2xx`..`6xx` count final responses
 /// sent upstream by class.
 pub fn tm_stats(reports: &[ShardReport]) -> Value {
-    let mut p = ProxyStats::default();
-    let (mut current, mut unfinished) = (0u64, 0u64);
-    for r in reports {
-        p.add(&r.proxy);
-        current += r.transactions as u64;
-        unfinished += r.unfinished as u64;
-    }
+    let t = totals(reports);
+    let (p, current) = (&t.proxy, t.inuse);
     json!({
         "current": current,
-        "waiting": current.saturating_sub(unfinished),
+        "waiting": current.saturating_sub(t.unfinished),
         "total": p.transactions_created,
         "total_local": p.probes_sent,
         "rpl_received": p.responses_in,
