@@ -23,6 +23,14 @@ pub fn edge_binary() -> PathBuf {
         .clone()
 }
 
+/// Path to the workspace's `bench` binary (the load generator), built in
+/// the profile of the running test if it is not there yet.
+pub fn bench_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| workspace_binary("bench", "bench"))
+        .clone()
+}
+
 /// Builds `bin` of `package` with the running test's profile and returns its path.
 fn workspace_binary(package: &str, bin: &str) -> PathBuf {
     // The test executable lives in target/<profile>/deps/; binaries in target/<profile>/.

@@ -1,0 +1,20 @@
+//! `bench`: a SIP load generator that finds the CPS limit of a SIP proxy.
+//!
+//! The protocol logic is sans-IO, with time as an argument, like the edge's:
+//! [`uac`] places calls on an open-loop schedule and measures them, [`uas`]
+//! answers them. The shell ([`shell`]) runs them on a pinned thread per core,
+//! each with its own io_uring ring (the edge's [`edge::runtime::uring`]);
+//! [`ramp`] steps the offered rate up until calls fail or get slow.
+
+#![warn(missing_docs)]
+
+pub mod drive;
+pub mod load;
+pub mod message;
+pub mod ramp;
+pub mod report;
+pub mod run;
+pub mod serve;
+pub mod shell;
+pub mod uac;
+pub mod uas;
