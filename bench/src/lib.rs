@@ -10,6 +10,7 @@
 
 pub mod drive;
 pub mod load;
+mod machines;
 pub mod message;
 pub mod ramp;
 pub mod report;

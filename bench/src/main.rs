@@ -182,6 +182,9 @@ struct RunArgs {
     /// Threads of each backend.
     #[arg(long, default_value_t = 1)]
     uas_threads: usize,
+    /// Pin the backends' threads from this core on (default: not pinned).
+    #[arg(long)]
+    uas_first_core: Option<usize>,
     /// Directory for logs, the JSON result and the SVG report.
     #[arg(long, default_value = "bench-results")]
     out: PathBuf,
@@ -403,7 +406,10 @@ fn run(args: &RunArgs) -> Result<(), String> {
         wait_for_options_200(*b, Duration::from_secs(10))?;
     }
     let (target, label) = match args.target {
-        Some(t) => (t, format!("proxy at {t}")),
+        Some(t) => {
+            wait_for_options_200(t, Duration::from_secs(10))?;
+            (t, format!("proxy at {t}"))
+        }
         None => {
             let listen = SocketAddr::from(([127, 0, 0, 1], free_port()?));
             children.push(start_edge(args, &out, listen, &backends)?);

@@ -22,10 +22,10 @@ use bytes::Bytes;
 use edge::proxy::{LatencyHistogram, Transmit};
 use edge::sip::{Contact, HeaderKind, Message, Method, ParseError, ParseLimits};
 use edge::transaction::{
-    InviteClient, InviteServer, NonInviteClient, NonInviteServer, TimerConfig, TransactionEvent,
-    TransactionTable, TxnId, Verdict,
+    InviteClient, NonInviteClient, TimerConfig, TransactionTable, TxnId, Verdict,
 };
 
+use crate::machines::{run_due, table_capacity, timers, MAX_DELAY};
 use crate::message::{self, DialogParts, InviteParts};
 
 /// Most datagrams queued for [`Uac::poll_transmit`]; more are dropped and
@@ -34,8 +34,6 @@ const MAX_QUEUED_TRANSMITS: usize = 65_536;
 /// Most calls whose timers one [`Uac::handle_timeout`] runs; the rest stay
 /// due and [`Uac::poll_timeout`] says so.
 const MAX_FIRED_PER_TIMEOUT: usize = 4_096;
-/// Most rounds of one machine's timers that are due together.
-const MAX_ROUNDS_PER_FIRING: usize = 8;
 /// Most Record-Route values taken into a route set; more are left out.
 const MAX_ROUTE_SET: usize = 16;
 /// RFC 3261 T4: how long a BYE transaction absorbs retransmitted responses
@@ -45,35 +43,6 @@ const T4: Duration = Duration::from_secs(5);
 /// RFC 3261 16.6): after it the call fails as a timeout. Timer B stops at the
 /// first provisional, so this bounds a UAS that rings forever.
 const MAX_RING: Duration = Duration::from_secs(180);
-/// The T1 range the cores run with: a zero T1 would retransmit in a loop,
-/// and 64*T1 must stay far from overflowing an `Instant`.
-pub(crate) const T1_RANGE: (Duration, Duration) =
-    (Duration::from_millis(1), Duration::from_secs(60));
-/// The longest T2, and the longest configured delay (hold, ring, answer,
-/// late bound) the cores take: longer ones are cut to it.
-pub(crate) const MAX_DELAY: Duration = Duration::from_secs(86_400);
-
-/// The transaction timers for configured `t1` and `t2` (clamped to
-/// [`T1_RANGE`] and from T1 to [`MAX_DELAY`]), with `t4` and `timer_c`.
-pub(crate) fn timers(t1: Duration, t2: Duration, t4: Duration, timer_c: Duration) -> TimerConfig {
-    let t1 = t1.clamp(T1_RANGE.0, T1_RANGE.1);
-    TimerConfig {
-        t1,
-        t2: t2.clamp(t1, MAX_DELAY),
-        t4,
-        timer_c,
-    }
-}
-/// Most entries a call table of either core holds (live and lingering):
-/// the timer wheel indexes its entries with 32 bits.
-pub(crate) const MAX_TABLE_CALLS: usize = 1 << 30;
-
-/// The capacity of a call table for `max_calls` live calls: as many again
-/// for ended calls that linger.
-pub(crate) fn table_capacity(max_calls: usize) -> usize {
-    max_calls.saturating_mul(2).min(MAX_TABLE_CALLS)
-}
-
 /// Settings of a [`Uac`].
 #[derive(Clone, Debug)]
 pub struct UacConfig {
@@ -276,68 +245,6 @@ impl Call {
         };
         Some(message::in_dialog("BYE", 2, &d.bye_branch, &parts))
     }
-}
-
-/// A transaction machine's timers, as the cores run them.
-pub(crate) trait Timed {
-    /// The machine's next deadline.
-    fn deadline(&self) -> Option<Instant>;
-    /// Fires the machine's timers due at `now`.
-    fn fire(&mut self, now: Instant, timers: &TimerConfig) -> Option<TransactionEvent>;
-}
-
-impl Timed for InviteClient {
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn fire(&mut self, now: Instant, timers: &TimerConfig) -> Option<TransactionEvent> {
-        self.handle_timeout(now, timers)
-    }
-}
-
-impl Timed for NonInviteClient {
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn fire(&mut self, now: Instant, timers: &TimerConfig) -> Option<TransactionEvent> {
-        self.handle_timeout(now, timers)
-    }
-}
-
-impl Timed for InviteServer {
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn fire(&mut self, now: Instant, timers: &TimerConfig) -> Option<TransactionEvent> {
-        self.handle_timeout(now, timers)
-    }
-}
-
-impl Timed for NonInviteServer {
-    fn deadline(&self) -> Option<Instant> {
-        self.poll_timeout()
-    }
-    fn fire(&mut self, now: Instant, _timers: &TimerConfig) -> Option<TransactionEvent> {
-        self.handle_timeout(now)
-    }
-}
-
-/// Runs the timers of `machine` due at `now` (a few rounds, for timers due
-/// together) and returns the first event one reports.
-pub(crate) fn run_due<M: Timed>(
-    machine: &mut M,
-    now: Instant,
-    timers: &TimerConfig,
-) -> Option<TransactionEvent> {
-    for _ in 0..MAX_ROUNDS_PER_FIRING {
-        if machine.deadline().is_none_or(|at| at > now) {
-            return None;
-        }
-        if let Some(event) = machine.fire(now, timers) {
-            return Some(event);
-        }
-    }
-    None
 }
 
 /// The prefix with every byte that may not appear in a token (RFC 3261 25.1)

@@ -30,8 +30,8 @@ use edge::transaction::{
     response_to, InviteServer, NonInviteServer, TimerConfig, TransactionTable, TxnId,
 };
 
+use crate::machines::{run_due, table_capacity, timers, MAX_DELAY};
 use crate::message;
-use crate::uac::{run_due, table_capacity, timers, MAX_DELAY};
 
 /// Most datagrams queued for [`Uas::poll_transmit`]; more are dropped and
 /// counted in `transmits_dropped`.
