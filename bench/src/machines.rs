@@ -2,11 +2,63 @@
 //! clamped to sane ranges, the call table's size, and one way to run a
 //! machine's due timers.
 
+use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use edge::proxy::Transmit;
 use edge::transaction::{
     InviteClient, InviteServer, NonInviteClient, NonInviteServer, TimerConfig, TransactionEvent,
+    TransactionTable, TxnId,
 };
+
+/// Most datagrams a core queues for the shell; more are dropped and counted.
+const MAX_QUEUED_TRANSMITS: usize = 65_536;
+/// Most calls whose timers one `handle_timeout` runs; the rest stay due and
+/// the core's `poll_timeout` says so.
+const MAX_FIRED_PER_TIMEOUT: usize = 4_096;
+
+/// The datagrams a core queued for the shell: bounded, the overflow dropped
+/// and counted.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    queue: VecDeque<Transmit>,
+    dropped: u64,
+}
+
+impl Outbox {
+    /// Queues `payload` from the socket at `local` to `dst`.
+    pub(crate) fn push(&mut self, local: SocketAddr, dst: SocketAddr, payload: Bytes) {
+        if self.queue.len() >= MAX_QUEUED_TRANSMITS {
+            self.dropped += 1;
+            return;
+        }
+        self.queue.push_back(Transmit {
+            local,
+            dst,
+            payload,
+        });
+    }
+
+    /// The oldest queued datagram.
+    pub(crate) fn pop(&mut self) -> Option<Transmit> {
+        self.queue.pop_front()
+    }
+
+    /// Datagrams dropped since the last call.
+    pub(crate) fn take_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.dropped)
+    }
+}
+
+/// Fills `fired` (cleared first) with the calls of `table` whose timer is
+/// due at `now`, at most [`MAX_FIRED_PER_TIMEOUT`] of them.
+pub(crate) fn due_calls<V>(table: &mut TransactionTable<V>, now: Instant, fired: &mut Vec<TxnId>) {
+    table.start(now);
+    fired.clear();
+    table.expire(now, fired, MAX_FIRED_PER_TIMEOUT);
+}
 
 /// Most rounds of one machine's timers that are due together.
 const MAX_ROUNDS_PER_FIRING: usize = 8;

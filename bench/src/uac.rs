@@ -25,15 +25,9 @@ use edge::transaction::{
     InviteClient, NonInviteClient, TimerConfig, TransactionTable, TxnId, Verdict,
 };
 
-use crate::machines::{run_due, table_capacity, timers, MAX_DELAY};
+use crate::machines::{due_calls, run_due, table_capacity, timers, Outbox, MAX_DELAY};
 use crate::message::{self, DialogParts, InviteParts};
 
-/// Most datagrams queued for [`Uac::poll_transmit`]; more are dropped and
-/// counted in `transmits_dropped`.
-const MAX_QUEUED_TRANSMITS: usize = 65_536;
-/// Most calls whose timers one [`Uac::handle_timeout`] runs; the rest stay
-/// due and [`Uac::poll_timeout`] says so.
-const MAX_FIRED_PER_TIMEOUT: usize = 4_096;
 /// Most Record-Route values taken into a route set; more are left out.
 const MAX_ROUTE_SET: usize = 16;
 /// RFC 3261 T4: how long a BYE transaction absorbs retransmitted responses
@@ -309,7 +303,7 @@ pub struct Uac {
     lingering: VecDeque<TxnId>,
     live: usize,
     next_number: u64,
-    out: VecDeque<Transmit>,
+    out: Outbox,
     fired: Vec<TxnId>,
     stats: UacStats,
 }
@@ -328,7 +322,7 @@ impl Uac {
             lingering: VecDeque::new(),
             live: 0,
             next_number: 0,
-            out: VecDeque::new(),
+            out: Outbox::default(),
             fired: Vec::new(),
             stats: UacStats::default(),
             config,
@@ -632,10 +626,8 @@ impl Uac {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.calls.start(now);
         let mut fired = std::mem::take(&mut self.fired);
-        fired.clear();
-        self.calls.expire(now, &mut fired, MAX_FIRED_PER_TIMEOUT);
+        due_calls(&mut self.calls, now, &mut fired);
         for &id in &fired {
             self.fire(now, id);
         }
@@ -773,20 +765,12 @@ impl Uac {
 
     /// Queues a datagram to the target, or drops and counts it.
     fn push(&mut self, local: SocketAddr, payload: Bytes) {
-        if self.out.len() >= MAX_QUEUED_TRANSMITS {
-            self.stats.transmits_dropped += 1;
-            return;
-        }
-        self.out.push_back(Transmit {
-            local,
-            dst: self.config.target,
-            payload,
-        });
+        self.out.push(local, self.config.target, payload);
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     /// When `handle_timeout` must run next.
@@ -801,6 +785,7 @@ impl Uac {
 
     /// The counters since the last call, reset.
     pub fn take_stats(&mut self) -> UacStats {
+        self.stats.transmits_dropped += self.out.take_dropped();
         std::mem::take(&mut self.stats)
     }
 

@@ -30,15 +30,9 @@ use edge::transaction::{
     response_to, InviteServer, NonInviteServer, TimerConfig, TransactionTable, TxnId,
 };
 
-use crate::machines::{run_due, table_capacity, timers, MAX_DELAY};
+use crate::machines::{due_calls, run_due, table_capacity, timers, Outbox, MAX_DELAY};
 use crate::message;
 
-/// Most datagrams queued for [`Uas::poll_transmit`]; more are dropped and
-/// counted in `transmits_dropped`.
-const MAX_QUEUED_TRANSMITS: usize = 65_536;
-/// Most calls whose timers one [`Uas::handle_timeout`] runs; the rest stay
-/// due and [`Uas::poll_timeout`] says so.
-const MAX_FIRED_PER_TIMEOUT: usize = 4_096;
 /// Most Record-Route headers copied into a response.
 const MAX_RECORD_ROUTES: usize = 16;
 /// RFC 3261 T4: how long a confirmed non-2xx absorbs ACKs (Timer I).
@@ -250,7 +244,7 @@ pub struct Uas {
     rng: u64,
     /// The To tag of responses outside any call.
     stateless_tag: Bytes,
-    out: VecDeque<Transmit>,
+    out: Outbox,
     fired: Vec<TxnId>,
     stats: UasStats,
 }
@@ -278,7 +272,7 @@ impl Uas {
             next_number: 0,
             rng: config.seed,
             stateless_tag: Bytes::from(format!("{:016x}", mix(!config.seed))),
-            out: VecDeque::new(),
+            out: Outbox::default(),
             fired: Vec::new(),
             stats: UasStats::default(),
             config,
@@ -683,10 +677,8 @@ impl Uas {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        self.calls.start(now);
         let mut fired = std::mem::take(&mut self.fired);
-        fired.clear();
-        self.calls.expire(now, &mut fired, MAX_FIRED_PER_TIMEOUT);
+        due_calls(&mut self.calls, now, &mut fired);
         for &id in &fired {
             self.fire(now, id);
         }
@@ -824,20 +816,12 @@ impl Uas {
 
     /// Queues a datagram, or drops and counts it.
     fn push(&mut self, local: SocketAddr, dst: SocketAddr, payload: Bytes) {
-        if self.out.len() >= MAX_QUEUED_TRANSMITS {
-            self.stats.transmits_dropped += 1;
-            return;
-        }
-        self.out.push_back(Transmit {
-            local,
-            dst,
-            payload,
-        });
+        self.out.push(local, dst, payload);
     }
 
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        self.out.pop_front()
+        self.out.pop()
     }
 
     /// When `handle_timeout` must run next.
@@ -852,6 +836,7 @@ impl Uas {
 
     /// The counters since the last call, reset.
     pub fn take_stats(&mut self) -> UasStats {
+        self.stats.transmits_dropped += self.out.take_dropped();
         std::mem::take(&mut self.stats)
     }
 
