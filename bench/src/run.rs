@@ -133,8 +133,9 @@ pub fn edge_binary(explicit: Option<&Path>) -> Result<PathBuf, String> {
 
 /// Transactions per shard in the generated configuration. Each call leaves
 /// its BYE's server transaction for Timer J (64*T1, 32 s) and client
-/// transaction for Timer K (T4, 5 s): at the default 100,000 the table,
-/// not the CPU, would cap a shard near 2,700 calls/s.
+/// transaction for Timer K (T4, 5 s): the table must hold about 37 per call/s
+/// so that the CPU, not the table, limits a ramp (edge's default, 400,000,
+/// holds 10,800 calls/s).
 pub const EDGE_TRANSACTIONS_PER_SHARD: usize = 2_000_000;
 
 /// The generated `edge.toml`: one listen address, the dispatcher over the

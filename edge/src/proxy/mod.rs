@@ -73,7 +73,7 @@ impl Default for ProxyConfig {
             t2_ms: 4_000,
             t4_ms: 5_000,
             timer_c_ms: 180_000,
-            max_transactions: 100_000,
+            max_transactions: 400_000,
             retry_after_s: 5,
             record_route: true,
             aliases: Vec::new(),
