@@ -1,0 +1,16 @@
+//! `media`: the RTP/RTCP relay of the carrier edge, driven by the rtpengine
+//! ng protocol (what Kamailio's `rtpengine` module speaks).
+//!
+//! Protocol logic only so far, all sans-IO: the ng control protocol
+//! ([`ng`]: bencode, commands and replies, the reply cache by cookie), SDP
+//! parsing and rewriting ([`sdp`]), a zero-copy RTP/RTCP header view
+//! ([`rtp`]), per-stream statistics per RFC 3550 with an E-model MOS
+//! ([`stats`]) and the RTP/RTCP port-pair allocator ([`ports`]).
+
+#![warn(missing_docs)]
+
+pub mod ng;
+pub mod ports;
+pub mod rtp;
+pub mod sdp;
+pub mod stats;
