@@ -5,7 +5,8 @@
 //! ([`ng`]: bencode, commands and replies, the reply cache by cookie), SDP
 //! parsing and rewriting ([`sdp`]), a zero-copy RTP/RTCP header view
 //! ([`rtp`]), per-stream statistics per RFC 3550 with an E-model MOS
-//! ([`stats`]) and the RTP/RTCP port-pair allocator ([`ports`]).
+//! ([`stats`]), the RTP/RTCP port-pair allocator ([`ports`]) and the
+//! sessions: the call table and the ng command handler ([`session`]).
 
 #![warn(missing_docs)]
 
@@ -13,4 +14,5 @@ pub mod ng;
 pub mod ports;
 pub mod rtp;
 pub mod sdp;
+pub mod session;
 pub mod stats;

@@ -1,0 +1,136 @@
+//! The session layer: the calls a shard relays, and the ng command handler
+//! that creates, updates and ends them.
+//!
+//! All sans-IO: the time is an argument, nothing here touches a socket.
+//! One [`Sessions`] per shard holds a bounded table of calls keyed by
+//! call-id and owns the shard's [`PortPool`](crate::ports::PortPool), so
+//! that the delete delay of [`SessionConfig`] is the pool's quarantine.
+//!
+//! A call has two sides, each named by its SIP tag: the `from-tag` of the
+//! first offer is side A, the `to-tag` of the answer side B. Later
+//! commands find their side by tag, not by role, so a re-INVITE from the
+//! callee (its tag as `from-tag`) lands on side B.
+//!
+//! Each side has one [`Stream`] per media section: the peer's endpoint
+//! from that side's SDP, and the relay port pair *facing* that side, the
+//! one advertised in the SDP sent to it (so the port on which that side's
+//! media arrives). An offer from A therefore allocates B's ports (the
+//! rewritten offer goes to B) and an answer from B allocates A's. A packet
+//! arriving on a side's port goes to the other side's endpoint, sent from
+//! the other side's port ([`Sessions::route`]).
+//!
+//! The shell's contract, as everywhere here: call [`Sessions::handle`] for
+//! each request (inside [`Control::handle`](crate::ng::Control::handle)),
+//! [`Sessions::note_media`] for each relayed packet, and
+//! [`Sessions::handle_timeout`] when [`Sessions::poll_timeout`] is due.
+
+mod reply;
+mod sessions;
+
+#[cfg(test)]
+mod proptests;
+#[cfg(test)]
+mod tests;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::ports::DEFAULT_DELETE_DELAY;
+use crate::sdp::SdpLimits;
+
+pub use reply::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use sessions::{Sessions, Stream};
+
+/// rtpengine's "Unknown call-id" for answer and query of an unknown call.
+pub const UNKNOWN_CALL: &str = "Unknown call-id";
+/// The error when the port pool is exhausted.
+pub const RAN_OUT_OF_PORTS: &str = "Ran out of ports";
+/// The error for an SDP body we cannot parse or rewrite.
+pub const SDP_FAILED: &str = "Failed to parse SDP";
+/// The error for an offer whose `from-tag` names neither side of the call.
+pub const TAG_MISMATCH: &str = "Tags do not match any side of the call";
+
+/// The session layer's settings, each with a default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionConfig {
+    /// A call without media (and without signalling) for this long is
+    /// deleted; rtpengine's default is 60 s.
+    pub timeout: Duration,
+    /// A call older than this is deleted whatever it does; `None` (the
+    /// default) sets no bound.
+    pub final_timeout: Option<Duration>,
+    /// How long a released port pair waits before reuse (rtpengine's delete
+    /// delay, 30 s); the pool's quarantine applies it.
+    pub delete_delay: Duration,
+    /// The most calls this shard holds; a new call beyond it is refused
+    /// with a load limit (an error for clients that do not support it).
+    pub max_calls: usize,
+    /// The most media sections one SDP may allocate ports for.
+    pub max_media_per_sdp: usize,
+    /// The address the rewritten SDP advertises.
+    pub advertised_address: IpAddr,
+    /// The lowest port of the relay's range.
+    pub port_min: u16,
+    /// The highest port of the relay's range.
+    pub port_max: u16,
+    /// Bounds on parsing one SDP body.
+    pub sdp_limits: SdpLimits,
+    /// At most this many streams are listed in one query or delete reply,
+    /// so the reply stays within one datagram; the rest are counted in
+    /// `totals` only.
+    pub max_streams_listed: usize,
+    /// The Unix time, in seconds, of the `now` given to [`Sessions::new`]:
+    /// `created` and `last signal` in replies are counted from it.
+    pub unix_time_at_start_s: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            timeout: Duration::from_secs(60),
+            final_timeout: None,
+            delete_delay: DEFAULT_DELETE_DELAY,
+            max_calls: 10_000,
+            max_media_per_sdp: 8,
+            advertised_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port_min: 30_000,
+            port_max: 40_000,
+            sdp_limits: SdpLimits::default(),
+            max_streams_listed: 4,
+            unix_time_at_start_s: 0,
+        }
+    }
+}
+
+/// Where to send a packet that arrived on a relay port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The peer endpoint to send to (its RTCP port for an RTCP packet).
+    pub to: SocketAddr,
+    /// The relay port to send from: the other side's port (or its RTCP
+    /// port, the RTP port + 1 unless that side uses rtcp-mux).
+    pub from_port: u16,
+    /// Whether the packet arrived on an RTCP port.
+    pub rtcp: bool,
+}
+
+/// What the session layer has done so far, for metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionCounters {
+    /// Calls created.
+    pub calls_created: u64,
+    /// Calls ended by `delete`.
+    pub calls_deleted: u64,
+    /// Calls ended for lack of media.
+    pub calls_timed_out: u64,
+    /// Calls ended by the final timeout.
+    pub calls_final_timed_out: u64,
+    /// Offers and answers refused for want of ports.
+    pub ran_out_of_ports: u64,
+    /// New calls refused because the table was full.
+    pub table_full: u64,
+    /// SDP bodies refused (parse or rewrite errors, too many sections).
+    pub sdp_errors: u64,
+    /// Commands for calls (or tags) we do not hold.
+    pub unknown_calls: u64,
+}

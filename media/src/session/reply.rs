@@ -1,0 +1,148 @@
+//! The dictionaries of `query`, `delete`, `list` and `statistics` replies,
+//! in rtpengine's shapes, kept small enough for one datagram.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::sessions::{Call, Sessions, Stream};
+use super::SessionConfig;
+use crate::ng::{Dict, Outcome, Value};
+use crate::stats::StatsSnapshot;
+
+/// `list` without a `limit` lists this many call-ids, as rtpengine does.
+pub const DEFAULT_LIST_LIMIT: usize = 32;
+/// `list` never lists more than this many call-ids, whatever the limit.
+pub const MAX_LIST_LIMIT: usize = 256;
+
+/// An integer for the reply; counts never reach `i64::MAX`.
+fn int(n: u64) -> Value {
+    Value::Int(i64::try_from(n).unwrap_or(i64::MAX))
+}
+
+/// Unix seconds of `at`, counted from the start of the table.
+fn unix_s(at: Instant, config: &SessionConfig, start: Instant) -> Value {
+    let since = at.saturating_duration_since(start).as_secs();
+    int(config.unix_time_at_start_s.saturating_add(since))
+}
+
+/// The statistics of one call: `created`, `last signal`, `tags` and
+/// `totals`. At most [`SessionConfig::max_streams_listed`] streams are
+/// spelled out; `totals` counts them all.
+pub(super) fn call_stats(call: &Call, config: &SessionConfig, start: Instant) -> Dict {
+    let mut listed = 0;
+    let mut tags = Dict::with_capacity(2);
+    for (index, side) in call.sides.iter().enumerate() {
+        let Some(tag) = &side.tag else { continue };
+        let other = call.sides[1 - index].tag.clone().unwrap_or_default();
+        let mut medias = Vec::new();
+        for (media_index, stream) in side.streams.iter().enumerate() {
+            if listed >= config.max_streams_listed {
+                break;
+            }
+            listed += 1;
+            let mut media = Dict::with_capacity(2);
+            media.push("index", int(media_index as u64 + 1));
+            media.push(
+                "streams",
+                vec![Value::from(stream_dict(stream, config, start))],
+            );
+            medias.push(Value::from(media));
+        }
+        let mut entry = Dict::with_capacity(3);
+        entry.push("tag", tag.clone());
+        entry.push("in dialogue with", other);
+        entry.push("medias", medias);
+        tags.push(tag.clone(), entry);
+    }
+    let mut rtp = StatsSnapshot::default();
+    for stream in call.sides.iter().flat_map(|s| s.streams.iter()) {
+        let s = stream.stats.snapshot();
+        rtp.packets = rtp.packets.saturating_add(s.packets);
+        rtp.bytes = rtp.bytes.saturating_add(s.bytes);
+        rtp.errors = rtp.errors.saturating_add(s.errors);
+    }
+    let mut totals = Dict::with_capacity(2);
+    totals.push("RTP", counts(&rtp));
+    // RTCP is relayed but not yet counted apart from RTP.
+    totals.push("RTCP", counts(&StatsSnapshot::default()));
+    let mut d = Dict::with_capacity(4);
+    d.push("created", unix_s(call.created, config, start));
+    d.push("last signal", unix_s(call.last_signal, config, start));
+    d.push("tags", tags);
+    d.push("totals", totals);
+    d
+}
+
+fn stream_dict(stream: &Stream, config: &SessionConfig, start: Instant) -> Dict {
+    let mut d = Dict::with_capacity(4);
+    d.push("local port", int(u64::from(stream.local_port)));
+    d.push("endpoint", endpoint(stream.remote));
+    let last = stream
+        .last_packet
+        .map_or(Value::Int(0), |at| unix_s(at, config, start));
+    d.push("last packet", last);
+    d.push("stats", counts(&stream.stats.snapshot()));
+    d
+}
+
+fn endpoint(address: Option<SocketAddr>) -> Dict {
+    let mut d = Dict::with_capacity(3);
+    match address {
+        Some(address) => {
+            let family = if address.is_ipv4() { "IPv4" } else { "IPv6" };
+            d.push("family", family);
+            d.push("address", address.ip().to_string());
+            d.push("port", int(u64::from(address.port())));
+        }
+        None => d.push("port", Value::Int(0)),
+    }
+    d
+}
+
+fn counts(s: &StatsSnapshot) -> Dict {
+    let mut d = Dict::with_capacity(3);
+    d.push("packets", int(s.packets));
+    d.push("bytes", int(s.bytes));
+    d.push("errors", int(s.errors));
+    d
+}
+
+/// `list`: `calls`, at most `limit` call-ids (in no particular order).
+pub(super) fn list_reply<'a>(ids: impl Iterator<Item = &'a Bytes>, limit: Option<u32>) -> Outcome {
+    let limit = limit
+        .map_or(DEFAULT_LIST_LIMIT, |l| l as usize)
+        .min(MAX_LIST_LIMIT);
+    let calls: Vec<Value> = ids.take(limit).map(|id| Value::from(id.clone())).collect();
+    let mut fields = Dict::with_capacity(1);
+    fields.push("calls", calls);
+    Outcome::ok_with(fields)
+}
+
+/// `statistics`: rtpengine's `currentstatistics` and `totalstatistics`,
+/// with our port and refusal counts.
+pub(super) fn statistics_reply(sessions: &Sessions) -> Outcome {
+    let pool = sessions.pool();
+    let c = sessions.counters();
+    let mut current = Dict::with_capacity(5);
+    current.push("sessionsown", int(sessions.call_count() as u64));
+    current.push("sessionsforeign", Value::Int(0));
+    current.push("sessionstotal", int(sessions.call_count() as u64));
+    current.push("ports in use", int(pool.in_use_count() as u64));
+    current.push("ports free", int(pool.free_count() as u64));
+    let mut total = Dict::with_capacity(7);
+    total.push("managedsessions", int(c.calls_created));
+    total.push("deletedsessions", int(c.calls_deleted));
+    total.push("timeoutsessions", int(c.calls_timed_out));
+    total.push("finaltimeoutsessions", int(c.calls_final_timed_out));
+    total.push("ran out of ports", int(c.ran_out_of_ports));
+    total.push("table full", int(c.table_full));
+    total.push("sdp errors", int(c.sdp_errors));
+    let mut statistics = Dict::with_capacity(2);
+    statistics.push("currentstatistics", current);
+    statistics.push("totalstatistics", total);
+    let mut fields = Dict::with_capacity(1);
+    fields.push("statistics", statistics);
+    Outcome::ok_with(fields)
+}

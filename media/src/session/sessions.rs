@@ -1,0 +1,590 @@
+//! The call table of one shard and the ng command handler over it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::reply::{call_stats, list_reply, statistics_reply};
+use super::{
+    Route, SessionConfig, SessionCounters, RAN_OUT_OF_PORTS, SDP_FAILED, TAG_MISMATCH, UNKNOWN_CALL,
+};
+use crate::ng::reply::{CALL_NOT_FOUND, LOAD_LIMIT_SESSIONS};
+use crate::ng::{
+    CallIds, Command, Dict, Flag, Ice, Incoming, Options, Outcome, Replace, Request,
+    RtcpMux as NgRtcpMux, Warning,
+};
+use crate::ports::{PortConfigError, PortPool};
+use crate::sdp::{Media, RelayEndpoint, RewriteOptions, RtcpMux, Sdp};
+use crate::stats::StreamStats;
+
+/// One media section of one side of a call.
+#[derive(Clone, Debug, Default)]
+pub struct Stream {
+    /// The relay's RTP port facing this side (advertised in the SDP sent
+    /// to it, so this side's media arrives here); 0 when none.
+    pub local_port: u16,
+    /// Whether the SDP sent to this side advertises rtcp-mux, so that no
+    /// separate RTCP port (`local_port + 1`) is in use.
+    pub local_rtcp_mux: bool,
+    /// Where this side receives RTP, from its SDP; `None` until known, for
+    /// a rejected section, a host name or an unspecified (hold) address.
+    pub remote: Option<SocketAddr>,
+    /// Where this side receives RTCP (the RTP endpoint with rtcp-mux).
+    pub remote_rtcp: Option<SocketAddr>,
+    /// Statistics of the packets received from this side.
+    pub stats: StreamStats,
+    /// When the last packet from this side arrived.
+    pub last_packet: Option<Instant>,
+}
+
+/// One side of a call (rtpengine's monologue).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Side {
+    /// The SIP tag; `None` for side B until the answer (or a to-tag).
+    pub(super) tag: Option<Bytes>,
+    /// The last `via-branch` seen from this side.
+    pub(super) via_branch: Option<Bytes>,
+    /// One per media section, by index.
+    pub(super) streams: Vec<Stream>,
+}
+
+/// One call: two sides and its times.
+#[derive(Clone, Debug)]
+pub(super) struct Call {
+    pub(super) created: Instant,
+    pub(super) last_signal: Instant,
+    pub(super) last_media: Option<Instant>,
+    pub(super) sides: [Side; 2],
+}
+
+impl Call {
+    fn new(now: Instant, from_tag: Bytes, to_tag: Option<Bytes>) -> Self {
+        let a = Side {
+            tag: Some(from_tag),
+            ..Side::default()
+        };
+        let b = Side {
+            tag: to_tag,
+            ..Side::default()
+        };
+        Call {
+            created: now,
+            last_signal: now,
+            last_media: None,
+            sides: [a, b],
+        }
+    }
+
+    /// The side whose tag is `tag`.
+    fn side_of(&self, tag: &[u8]) -> Option<usize> {
+        self.sides
+            .iter()
+            .position(|s| s.tag.as_deref() == Some(tag))
+    }
+
+    /// The relay ports this call holds.
+    fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.sides
+            .iter()
+            .flat_map(|s| s.streams.iter())
+            .map(|s| s.local_port)
+            .filter(|&p| p != 0)
+    }
+
+    /// The last time anything happened: signalling or media.
+    fn last_activity(&self) -> Instant {
+        match self.last_media {
+            Some(media) => media.max(self.last_signal),
+            None => self.last_signal,
+        }
+    }
+}
+
+/// Which stream a relay port belongs to.
+#[derive(Clone, Debug)]
+struct PortOwner {
+    call_id: Bytes,
+    side: usize,
+    index: usize,
+}
+
+/// The calls of one shard, with its port pool.
+#[derive(Debug)]
+pub struct Sessions {
+    config: SessionConfig,
+    pool: PortPool,
+    calls: HashMap<Bytes, Call>,
+    /// Every RTP port held by a call, to its stream.
+    ports: HashMap<u16, PortOwner>,
+    counters: SessionCounters,
+    start: Instant,
+}
+
+/// Why a side's SDP could not be taken.
+type Refusal = Outcome;
+
+impl Sessions {
+    /// The sessions of shard `shard` of `shards` at `now`: the shard's
+    /// share of `config`'s port range, with `config`'s delete delay as the
+    /// pool's quarantine.
+    pub fn new(
+        now: Instant,
+        config: SessionConfig,
+        shard: usize,
+        shards: usize,
+    ) -> Result<Self, PortConfigError> {
+        let pool = PortPool::new(config.port_min, config.port_max, shard, shards)?
+            .with_delete_delay(config.delete_delay)?;
+        Ok(Sessions {
+            calls: HashMap::with_capacity(config.max_calls.min(4096)),
+            ports: HashMap::new(),
+            config,
+            pool,
+            counters: SessionCounters::default(),
+            start: now,
+        })
+    }
+
+    /// The command handler for [`crate::ng::Control::handle`].
+    pub fn handle(&mut self, now: Instant, incoming: &Incoming) -> Outcome {
+        self.handle_request(now, &incoming.request)
+    }
+
+    /// Runs one request at `now`.
+    pub fn handle_request(&mut self, now: Instant, request: &Request) -> Outcome {
+        let options = &request.options;
+        match &request.command {
+            Command::Ping => Outcome::Pong,
+            Command::Offer { ids, to_tag, sdp } => {
+                self.offer(now, ids, to_tag.as_ref(), sdp, options)
+            }
+            Command::Answer { ids, to_tag, sdp } => self.answer(now, ids, to_tag, sdp, options),
+            Command::Delete { ids, .. } => self.delete(now, ids, options),
+            Command::Query { call_id, .. } => self.query(call_id),
+            Command::List { limit } => list_reply(self.calls.keys(), *limit),
+            Command::Statistics => statistics_reply(self),
+        }
+    }
+
+    fn offer(
+        &mut self,
+        now: Instant,
+        ids: &CallIds,
+        to_tag: Option<&Bytes>,
+        body: &Bytes,
+        options: &Options,
+    ) -> Outcome {
+        let (mut call, is_new) = match self.calls.remove(&ids.call_id) {
+            Some(call) => (call, false),
+            None if self.calls.len() >= self.config.max_calls => {
+                self.counters.table_full += 1;
+                return Outcome::LoadLimit(LOAD_LIMIT_SESSIONS.into());
+            }
+            None => (Call::new(now, ids.from_tag.clone(), to_tag.cloned()), true),
+        };
+        let Some(from) = call.side_of(&ids.from_tag) else {
+            self.calls.insert(ids.call_id.clone(), call);
+            self.counters.unknown_calls += 1;
+            return Outcome::error(TAG_MISMATCH);
+        };
+        let to = 1 - from;
+        if call.sides[to].tag.is_none() {
+            call.sides[to].tag = to_tag.cloned();
+        }
+        if ids.via_branch.is_some() {
+            call.sides[from].via_branch.clone_from(&ids.via_branch);
+        }
+        let result = self.negotiate(now, &ids.call_id, &mut call, from, body, options);
+        if result.is_ok() {
+            call.last_signal = now;
+            self.counters.calls_created += u64::from(is_new);
+        }
+        if result.is_ok() || !is_new {
+            self.calls.insert(ids.call_id.clone(), call);
+        }
+        result.map_or_else(|refusal| refusal, sdp_reply)
+    }
+
+    fn answer(
+        &mut self,
+        now: Instant,
+        ids: &CallIds,
+        to_tag: &Bytes,
+        body: &Bytes,
+        options: &Options,
+    ) -> Outcome {
+        let Some(mut call) = self.calls.remove(&ids.call_id) else {
+            self.counters.unknown_calls += 1;
+            return Outcome::error(UNKNOWN_CALL);
+        };
+        let Some(offerer) = call.side_of(&ids.from_tag) else {
+            self.calls.insert(ids.call_id.clone(), call);
+            self.counters.unknown_calls += 1;
+            return Outcome::error(UNKNOWN_CALL);
+        };
+        let answerer = 1 - offerer;
+        // A forked call answered by another branch: the latest answer
+        // names side B (one branch per call, see the module doc).
+        call.sides[answerer].tag = Some(to_tag.clone());
+        let result = self.negotiate(now, &ids.call_id, &mut call, answerer, body, options);
+        if result.is_ok() {
+            call.last_signal = now;
+        }
+        self.calls.insert(ids.call_id.clone(), call);
+        result.map_or_else(|refusal| refusal, sdp_reply)
+    }
+
+    /// Takes side `from`'s SDP: records its endpoints, gives the other
+    /// side one relay port pair per active section (keeping those it has)
+    /// and returns the SDP rewritten for the other side. Changes nothing
+    /// when it fails.
+    fn negotiate(
+        &mut self,
+        now: Instant,
+        call_id: &Bytes,
+        call: &mut Call,
+        from: usize,
+        body: &Bytes,
+        options: &Options,
+    ) -> Result<Bytes, Refusal> {
+        let Ok(sdp) = Sdp::parse(body.clone(), &self.config.sdp_limits) else {
+            return Err(self.sdp_failed());
+        };
+        let count = sdp.media_count();
+        if count > self.config.max_media_per_sdp {
+            return Err(self.sdp_failed());
+        }
+        let to = 1 - from;
+        let rewrite = rewrite_options(options);
+        let mut ports = Vec::with_capacity(count);
+        let mut fresh = Vec::with_capacity(count);
+        for (index, media) in sdp.media().enumerate() {
+            let held = call.sides[to]
+                .streams
+                .get(index)
+                .map_or(0, |s| s.local_port);
+            let port = match (media.port(), held) {
+                (0, _) => 0,
+                (_, held) if held != 0 => held,
+                _ => match self.pool.allocate(now) {
+                    Some(port) => {
+                        fresh.push(port);
+                        port
+                    }
+                    None => {
+                        self.release_ports(now, &fresh);
+                        self.counters.ran_out_of_ports += 1;
+                        return Err(Outcome::error(RAN_OUT_OF_PORTS));
+                    }
+                },
+            };
+            ports.push(port);
+        }
+        let relay: Vec<RelayEndpoint> = ports
+            .iter()
+            .map(|&rtp_port| RelayEndpoint {
+                address: self.config.advertised_address,
+                rtp_port,
+            })
+            .collect();
+        let rewritten = match sdp.rewrite(&relay, &rewrite) {
+            Ok(rewritten) => rewritten,
+            Err(_) => {
+                self.release_ports(now, &fresh);
+                return Err(self.sdp_failed());
+            }
+        };
+        // Commit: nothing below fails.
+        let len = count
+            .max(call.sides[0].streams.len())
+            .max(call.sides[1].streams.len());
+        for side in &mut call.sides {
+            side.streams.resize_with(len, Stream::default);
+        }
+        for index in 0..len {
+            let port = ports.get(index).copied().unwrap_or(0);
+            let old = call.sides[to].streams[index].local_port;
+            if old != 0 && old != port {
+                self.release_ports(now, &[old]);
+            }
+            let media = sdp.media_at(index);
+            let stream = &mut call.sides[to].streams[index];
+            if old != port {
+                stream.local_port = port;
+                stream.stats = StreamStats::new();
+                stream.last_packet = None;
+                if port != 0 {
+                    let owner = PortOwner {
+                        call_id: call_id.clone(),
+                        side: to,
+                        index,
+                    };
+                    self.ports.insert(port, owner);
+                }
+            }
+            stream.local_rtcp_mux = media.is_some_and(|m| rewrite.rtcp_mux.muxed(&m));
+            let (remote, remote_rtcp) = media.as_ref().map_or((None, None), remote_of);
+            let peer = &mut call.sides[from].streams[index];
+            peer.remote = remote;
+            peer.remote_rtcp = remote_rtcp;
+        }
+        Ok(rewritten)
+    }
+
+    fn delete(&mut self, now: Instant, ids: &CallIds, options: &Options) -> Outcome {
+        let known = self
+            .calls
+            .get(&ids.call_id)
+            .is_some_and(|call| call.side_of(&ids.from_tag).is_some());
+        let call = if known {
+            self.calls.remove(&ids.call_id)
+        } else {
+            None
+        };
+        let Some(call) = call else {
+            self.counters.unknown_calls += 1;
+            if options.has_flag(Flag::Fatal) {
+                return Outcome::error(CALL_NOT_FOUND);
+            }
+            return Outcome::Ok {
+                fields: Dict::new(),
+                warnings: vec![Warning::Other(CALL_NOT_FOUND.into())],
+            };
+        };
+        let fields = if options.has_flag(Flag::Fast) {
+            Dict::new()
+        } else {
+            call_stats(&call, &self.config, self.start)
+        };
+        self.end_call(now, &call);
+        self.counters.calls_deleted += 1;
+        Outcome::ok_with(fields)
+    }
+
+    fn query(&mut self, call_id: &Bytes) -> Outcome {
+        match self.calls.get(call_id) {
+            Some(call) => Outcome::ok_with(call_stats(call, &self.config, self.start)),
+            None => {
+                self.counters.unknown_calls += 1;
+                Outcome::error(UNKNOWN_CALL)
+            }
+        }
+    }
+
+    /// Records a packet that arrived at `now` on relay port `local_port`
+    /// (RTP or RTCP): the call is alive. `false` if no call holds the port.
+    pub fn note_media(&mut self, now: Instant, local_port: u16) -> bool {
+        let Some(owner) = self.ports.get(&(local_port & !1)) else {
+            return false;
+        };
+        let Some(call) = self.calls.get_mut(&owner.call_id) else {
+            return false;
+        };
+        call.last_media = Some(now);
+        if let Some(stream) = call.sides[owner.side].streams.get_mut(owner.index) {
+            stream.last_packet = Some(now);
+        }
+        true
+    }
+
+    /// The statistics of the stream on relay port `local_port` (RTP or
+    /// RTCP), for the relay loop to count packets into.
+    pub fn stats_mut(&mut self, local_port: u16) -> Option<&mut StreamStats> {
+        let owner = self.ports.get(&(local_port & !1))?;
+        let call = self.calls.get_mut(&owner.call_id)?;
+        let stream = call.sides[owner.side].streams.get_mut(owner.index)?;
+        Some(&mut stream.stats)
+    }
+
+    /// The stream on relay port `local_port` (RTP or RTCP).
+    pub fn stream(&self, local_port: u16) -> Option<&Stream> {
+        let owner = self.ports.get(&(local_port & !1))?;
+        let call = self.calls.get(&owner.call_id)?;
+        call.sides[owner.side].streams.get(owner.index)
+    }
+
+    /// Where a packet arriving on relay port `local_port` goes: to the
+    /// other side's endpoint, from the other side's relay port. `None` when
+    /// no call holds the port, the other side is not known yet, or the
+    /// port is the RTCP port of a stream that uses rtcp-mux.
+    pub fn route(&self, local_port: u16) -> Option<Route> {
+        let rtp_port = local_port & !1;
+        let rtcp = local_port != rtp_port;
+        let owner = self.ports.get(&rtp_port)?;
+        let call = self.calls.get(&owner.call_id)?;
+        let here = call.sides[owner.side].streams.get(owner.index)?;
+        let peer = call.sides[1 - owner.side].streams.get(owner.index)?;
+        if (rtcp && here.local_rtcp_mux) || peer.local_port == 0 {
+            return None;
+        }
+        if rtcp {
+            let from_port = if peer.local_rtcp_mux {
+                peer.local_port
+            } else {
+                peer.local_port.checked_add(1)?
+            };
+            Some(Route {
+                to: peer.remote_rtcp?,
+                from_port,
+                rtcp,
+            })
+        } else {
+            Some(Route {
+                to: peer.remote?,
+                from_port: peer.local_port,
+                rtcp,
+            })
+        }
+    }
+
+    /// Deletes the calls whose timeout or final timeout has passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<(Bytes, bool)> = self
+            .calls
+            .iter()
+            .filter_map(|(id, call)| {
+                let (at, is_final) = self.deadline(call)?;
+                (at <= now).then(|| (id.clone(), is_final))
+            })
+            .collect();
+        for (id, is_final) in due {
+            if let Some(call) = self.calls.remove(&id) {
+                self.end_call(now, &call);
+                if is_final {
+                    self.counters.calls_final_timed_out += 1;
+                } else {
+                    self.counters.calls_timed_out += 1;
+                }
+            }
+        }
+    }
+
+    /// When [`Sessions::handle_timeout`] next has work, if ever. A scan of
+    /// the table, bounded by [`SessionConfig::max_calls`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.calls
+            .values()
+            .filter_map(|call| self.deadline(call))
+            .map(|(at, _)| at)
+            .min()
+    }
+
+    /// When `call` ends unless something happens, and whether that is
+    /// the final timeout.
+    fn deadline(&self, call: &Call) -> Option<(Instant, bool)> {
+        let idle = call.last_activity().checked_add(self.config.timeout);
+        let last = self
+            .config
+            .final_timeout
+            .and_then(|limit| call.created.checked_add(limit));
+        match (idle, last) {
+            (Some(idle), Some(last)) if last <= idle => Some((last, true)),
+            (Some(idle), _) => Some((idle, false)),
+            (None, Some(last)) => Some((last, true)),
+            (None, None) => None,
+        }
+    }
+
+    fn end_call(&mut self, now: Instant, call: &Call) {
+        let ports: Vec<u16> = call.ports().collect();
+        self.release_ports(now, &ports);
+    }
+
+    fn release_ports(&mut self, now: Instant, ports: &[u16]) {
+        for &port in ports {
+            self.ports.remove(&port);
+            let released = self.pool.release(port, now);
+            // Every port here came from this pool and is released once: a
+            // call's ports are dropped from it as they are released.
+            debug_assert!(released.is_ok(), "release of {port}: {released:?}");
+        }
+    }
+
+    fn sdp_failed(&mut self) -> Outcome {
+        self.counters.sdp_errors += 1;
+        Outcome::error(SDP_FAILED)
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &SessionConfig {
+        &self.config
+    }
+
+    /// What the session layer has done so far.
+    pub fn counters(&self) -> SessionCounters {
+        self.counters
+    }
+
+    /// The port pool, for its counts.
+    pub fn pool(&self) -> &PortPool {
+        &self.pool
+    }
+
+    /// How many calls are held.
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Whether a call with this call-id is held.
+    pub fn contains(&self, call_id: &[u8]) -> bool {
+        self.calls.contains_key(call_id)
+    }
+
+    /// How many relay ports (RTP ports of pairs) the held calls own.
+    pub fn ports_held(&self) -> usize {
+        self.calls.values().map(|c| c.ports().count()).sum()
+    }
+}
+
+fn sdp_reply(sdp: Bytes) -> Outcome {
+    let mut fields = Dict::with_capacity(1);
+    fields.push("sdp", sdp);
+    Outcome::ok_with(fields)
+}
+
+/// The rewrite the request's options ask for.
+fn rewrite_options(options: &Options) -> RewriteOptions {
+    let rtcp_mux = if options.rtcp_mux.contains(&NgRtcpMux::Require) {
+        RtcpMux::Require
+    } else if options.rtcp_mux.contains(&NgRtcpMux::Demux)
+        || options.rtcp_mux.contains(&NgRtcpMux::Reject)
+    {
+        RtcpMux::Demux
+    } else if options.rtcp_mux.contains(&NgRtcpMux::Offer) {
+        RtcpMux::Offer
+    } else {
+        RtcpMux::Keep
+    };
+    RewriteOptions {
+        rtcp_mux,
+        ice_remove: options.ice == Some(Ice::Remove),
+        replace_origin: options.replaces(Replace::Origin),
+        replace_session_connection: options.replaces(Replace::SessionConnection),
+        ..RewriteOptions::default()
+    }
+}
+
+/// Where the peer of `media` receives RTP and RTCP.
+fn remote_of(media: &Media<'_>) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let Some(endpoint) = media.remote_endpoint() else {
+        return (None, None);
+    };
+    let Some(ip) = endpoint.ip.filter(|ip| !ip.is_unspecified()) else {
+        return (None, None);
+    };
+    if endpoint.rtp_port == 0 {
+        return (None, None);
+    }
+    let rtp = SocketAddr::new(ip, endpoint.rtp_port);
+    let muxed = media.rtcp_mux() && media.rtcp().is_none_or(|r| r.port == media.port());
+    let rtcp = if muxed {
+        Some(rtp)
+    } else {
+        endpoint
+            .rtcp_port
+            .map(|port| SocketAddr::new(endpoint.rtcp_ip.unwrap_or(ip), port))
+    };
+    (Some(rtp), rtcp)
+}

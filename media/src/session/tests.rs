@@ -1,0 +1,543 @@
+//! Scenario tests of the session layer, with a fake clock.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::ng::reply::{reply_dict, CALL_NOT_FOUND};
+use crate::ng::{
+    self, CallIds, Command, Control, Dict, Flag, Ice, Options, Outcome, Request, Value, Warning,
+};
+use crate::sdp::{Sdp, SdpLimits};
+
+/// The offer from COMPAT.md: side A receives at 198.51.100.1:2000.
+pub(super) const OFFER_SDP: &str = "v=0\r\no=- 1545997027 1 IN IP4 198.51.100.1\r\ns=-\r\n\
+    c=IN IP4 198.51.100.1\r\nt=0 0\r\nm=audio 2000 RTP/AVP 0 8 101\r\n\
+    a=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
+
+/// The callee's answer: side B receives at 192.0.2.5:4000.
+const ANSWER_SDP: &str = "v=0\r\no=- 77 1 IN IP4 192.0.2.5\r\ns=-\r\n\
+    c=IN IP4 192.0.2.5\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=sendrecv\r\n";
+
+const CALL: &str = "a84b4c76e66710@pc33";
+const TAG_A: &str = "1928301774";
+const TAG_B: &str = "a6c85cf";
+const RELAY: &str = "203.0.113.1";
+
+pub(super) fn config(port_min: u16, port_max: u16) -> SessionConfig {
+    SessionConfig {
+        advertised_address: RELAY.parse().expect("an IP"),
+        port_min,
+        port_max,
+        ..SessionConfig::default()
+    }
+}
+
+fn sessions(t0: Instant) -> Sessions {
+    Sessions::new(t0, config(30_000, 30_099), 0, 1).expect("valid range")
+}
+
+fn ids(call: &str, from: &str) -> CallIds {
+    CallIds {
+        call_id: Bytes::copy_from_slice(call.as_bytes()),
+        from_tag: Bytes::copy_from_slice(from.as_bytes()),
+        via_branch: None,
+    }
+}
+
+fn request(command: Command) -> Request {
+    Request {
+        command,
+        options: Options {
+            ice: Some(Ice::Remove),
+            ..Options::default()
+        },
+    }
+}
+
+pub(super) fn offer(call: &str, from: &str, to: Option<&str>, sdp: &str) -> Request {
+    request(Command::Offer {
+        ids: ids(call, from),
+        to_tag: to.map(|t| Bytes::copy_from_slice(t.as_bytes())),
+        sdp: Bytes::copy_from_slice(sdp.as_bytes()),
+    })
+}
+
+pub(super) fn answer(call: &str, from: &str, to: &str, sdp: &str) -> Request {
+    request(Command::Answer {
+        ids: ids(call, from),
+        to_tag: Bytes::copy_from_slice(to.as_bytes()),
+        sdp: Bytes::copy_from_slice(sdp.as_bytes()),
+    })
+}
+
+pub(super) fn delete(call: &str, from: &str, flags: Vec<Flag>) -> Request {
+    let mut r = request(Command::Delete {
+        ids: ids(call, from),
+        to_tag: None,
+    });
+    r.options.flags = flags;
+    r
+}
+
+fn fields(outcome: Outcome) -> Dict {
+    match outcome {
+        Outcome::Ok { fields, warnings } => {
+            assert!(warnings.is_empty(), "warnings: {warnings:?}");
+            fields
+        }
+        other => panic!("not ok: {other:?}"),
+    }
+}
+
+/// The relay address and RTP port of the reply's SDP, which must carry
+/// `a=rtcp:<port+1>`.
+fn relay_port(outcome: Outcome) -> u16 {
+    let fields = fields(outcome);
+    let sdp = fields.get(b"sdp").and_then(Value::as_bytes).expect("sdp");
+    let parsed = Sdp::parse(sdp.clone(), &SdpLimits::default()).expect("parses");
+    let remote = parsed
+        .media_at(0)
+        .and_then(|m| m.remote_endpoint())
+        .expect("c= and m=");
+    assert_eq!(remote.address, RELAY);
+    assert_eq!(remote.rtp_port % 2, 0);
+    let rtcp = format!("a=rtcp:{}\r\n", remote.rtp_port + 1);
+    assert!(sdp.windows(rtcp.len()).any(|w| w == rtcp.as_bytes()));
+    assert!(!sdp.windows(6).any(|w| w == b"a=ice-"));
+    remote.rtp_port
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().expect("a socket address")
+}
+
+/// Offer from A and answer from B: (B's relay port, A's relay port).
+fn established(s: &mut Sessions, now: Instant) -> (u16, u16) {
+    let port_b = relay_port(s.handle_request(now, &offer(CALL, TAG_A, None, OFFER_SDP)));
+    let port_a = relay_port(s.handle_request(now, &answer(CALL, TAG_A, TAG_B, ANSWER_SDP)));
+    (port_b, port_a)
+}
+
+#[test]
+fn offer_and_answer_rewrite_and_route_both_ways() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (port_b, port_a) = established(&mut s, t0);
+    assert_ne!(port_a, port_b);
+    assert_eq!(s.pool().in_use_count(), 2);
+    // B sends to port_b; its packets go to A, from A's relay port.
+    let to_a = s.route(port_b).expect("routed");
+    assert_eq!(to_a.to, addr("198.51.100.1:2000"));
+    assert_eq!(to_a.from_port, port_a);
+    assert!(!to_a.rtcp);
+    let to_b = s.route(port_a).expect("routed");
+    assert_eq!(to_b.to, addr("192.0.2.5:4000"));
+    assert_eq!(to_b.from_port, port_b);
+    let rtcp = s.route(port_a + 1).expect("routed");
+    assert_eq!(rtcp.to, addr("192.0.2.5:4001"));
+    assert_eq!(rtcp.from_port, port_b + 1);
+    assert!(rtcp.rtcp);
+    assert_eq!(s.route(port_a + 2), None);
+}
+
+#[test]
+fn before_the_answer_only_the_offerer_is_reachable() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b = relay_port(s.handle_request(t0, &offer(CALL, TAG_A, None, OFFER_SDP)));
+    // Early media from B reaches A; A's port is not allocated yet.
+    assert_eq!(s.route(port_b), None, "no port towards A to send from");
+    assert_eq!(s.pool().in_use_count(), 1);
+}
+
+#[test]
+fn a_resent_offer_reuses_its_ports() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let first = s.handle_request(t0, &offer(CALL, TAG_A, None, OFFER_SDP));
+    let again = s.handle_request(t0, &offer(CALL, TAG_A, None, OFFER_SDP));
+    assert_eq!(first, again);
+    assert_eq!(s.pool().in_use_count(), 1);
+    assert_eq!(s.counters().calls_created, 1);
+}
+
+#[test]
+fn a_reinvite_from_the_callee_is_matched_by_tag() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (port_b, port_a) = established(&mut s, t0);
+    let moved = ANSWER_SDP.replace("4000", "4002");
+    let reinvite = offer(CALL, TAG_B, Some(TAG_A), &moved);
+    // The re-INVITE goes to A, so it carries A's relay port.
+    assert_eq!(relay_port(s.handle_request(t0, &reinvite)), port_a);
+    assert_eq!(s.route(port_a).expect("routed").to, addr("192.0.2.5:4002"));
+    let reply = answer(CALL, TAG_B, TAG_A, OFFER_SDP);
+    assert_eq!(relay_port(s.handle_request(t0, &reply)), port_b);
+    assert_eq!(s.pool().in_use_count(), 2);
+}
+
+#[test]
+fn an_answer_for_an_unknown_call_is_an_error() {
+    let mut s = sessions(Instant::now());
+    let out = s.handle_request(Instant::now(), &answer("nope", TAG_A, TAG_B, ANSWER_SDP));
+    assert_eq!(out, Outcome::error(UNKNOWN_CALL));
+    assert_eq!(s.call_count(), 0);
+}
+
+#[test]
+fn an_offer_with_a_foreign_tag_is_refused() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    established(&mut s, t0);
+    let out = s.handle_request(t0, &offer(CALL, "stranger", None, OFFER_SDP));
+    assert_eq!(out, Outcome::error(TAG_MISMATCH));
+    assert_eq!(s.pool().in_use_count(), 2);
+}
+
+#[test]
+fn a_bad_sdp_is_an_error_and_creates_nothing() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let out = s.handle_request(t0, &offer(CALL, TAG_A, None, "garbage"));
+    assert_eq!(out, Outcome::error(SDP_FAILED));
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.counters().sdp_errors, 1);
+}
+
+#[test]
+fn delete_replies_with_statistics_and_releases_after_the_delay() {
+    let t0 = Instant::now();
+    // Two pairs: exactly one call's worth.
+    let mut s = Sessions::new(t0, config(30_000, 30_003), 0, 1).expect("valid");
+    let (port_b, port_a) = established(&mut s, t0);
+    assert!(s.note_media(t0 + Duration::from_secs(1), port_a));
+    let stats = fields(s.handle_request(t0 + Duration::from_secs(2), &delete(CALL, TAG_A, vec![])));
+    let keys: Vec<&[u8]> = stats.iter().map(|(k, _)| k.as_ref()).collect();
+    assert_eq!(keys, [&b"created"[..], b"last signal", b"tags", b"totals"]);
+    let tags = stats.get(b"tags").and_then(Value::as_dict).expect("tags");
+    let side_a = tags
+        .get(TAG_A.as_bytes())
+        .and_then(Value::as_dict)
+        .expect("A");
+    assert_eq!(side_a.get(b"in dialogue with"), Some(&Value::from(TAG_B)));
+    let medias = side_a
+        .get(b"medias")
+        .and_then(Value::as_list)
+        .expect("medias");
+    let stream = medias[0]
+        .as_dict()
+        .and_then(|m| m.get(b"streams"))
+        .and_then(Value::as_list)
+        .and_then(|l| l[0].as_dict())
+        .expect("a stream");
+    assert_eq!(
+        stream.get(b"local port"),
+        Some(&Value::Int(i64::from(port_a)))
+    );
+    let endpoint = stream
+        .get(b"endpoint")
+        .and_then(Value::as_dict)
+        .expect("endpoint");
+    assert_eq!(endpoint.get(b"address"), Some(&Value::from("198.51.100.1")));
+    assert_eq!(endpoint.get(b"port"), Some(&Value::Int(2000)));
+    assert_eq!(stream.get(b"last packet"), Some(&Value::Int(1)));
+    assert!(stats.to_bytes().len() < 1400);
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.pool().in_use_count(), 0);
+    assert_eq!(s.pool().quarantined_count(), 2);
+    assert_eq!(s.route(port_b), None);
+    // The ports wait out the 30 s delete delay before the next call.
+    let early = s.handle_request(
+        t0 + Duration::from_secs(20),
+        &offer("c2", TAG_A, None, OFFER_SDP),
+    );
+    assert_eq!(early, Outcome::error(RAN_OUT_OF_PORTS));
+    let later = s.handle_request(
+        t0 + Duration::from_secs(33),
+        &offer("c2", TAG_A, None, OFFER_SDP),
+    );
+    assert!(matches!(later, Outcome::Ok { .. }), "{later:?}");
+}
+
+#[test]
+fn delete_fast_replies_without_statistics() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    established(&mut s, t0);
+    let out = s.handle_request(t0, &delete(CALL, TAG_B, vec![Flag::Fast]));
+    assert_eq!(out, Outcome::ok());
+    assert_eq!(s.pool().in_use_count(), 0);
+}
+
+#[test]
+fn deleting_an_unknown_call_warns_or_fails_with_fatal() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let out = s.handle_request(t0, &delete("nope", TAG_A, vec![]));
+    assert_eq!(
+        out,
+        Outcome::Ok {
+            fields: Dict::new(),
+            warnings: vec![Warning::Other(CALL_NOT_FOUND.into())],
+        }
+    );
+    let fatal = s.handle_request(t0, &delete("nope", TAG_A, vec![Flag::Fatal]));
+    assert_eq!(fatal, Outcome::error(CALL_NOT_FOUND));
+    // A known call with a tag it does not have is not found either.
+    established(&mut s, t0);
+    let wrong = s.handle_request(t0, &delete(CALL, "other", vec![Flag::Fatal]));
+    assert_eq!(wrong, Outcome::error(CALL_NOT_FOUND));
+    assert_eq!(s.call_count(), 1);
+}
+
+fn two_streams(base: u16) -> String {
+    format!(
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\n\
+         m=audio {base} RTP/AVP 0\r\nm=video {} RTP/AVP 96\r\n",
+        base + 2
+    )
+}
+
+#[test]
+fn running_out_of_ports_is_an_error_and_leaks_nothing() {
+    let t0 = Instant::now();
+    let mut s = Sessions::new(t0, config(30_000, 30_001), 0, 1).expect("one pair");
+    let out = s.handle_request(t0, &offer("c1", TAG_A, None, &two_streams(2000)));
+    assert_eq!(out, Outcome::error(RAN_OUT_OF_PORTS));
+    assert_eq!(s.pool().in_use_count(), 0);
+    assert_eq!(
+        s.pool().quarantined_count(),
+        1,
+        "the one pair taken is given back"
+    );
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.counters().ran_out_of_ports, 1);
+
+    // An existing call that asks for more keeps what it had.
+    let mut s = Sessions::new(t0, config(30_000, 30_001), 0, 1).expect("one pair");
+    let port = relay_port(s.handle_request(t0, &offer("c1", TAG_A, None, OFFER_SDP)));
+    let out = s.handle_request(t0, &offer("c1", TAG_A, None, &two_streams(2000)));
+    assert_eq!(out, Outcome::error(RAN_OUT_OF_PORTS));
+    assert_eq!(s.pool().in_use_count(), 1);
+    assert_eq!(s.ports_held(), 1);
+    assert!(s.stream(port).is_some());
+}
+
+#[test]
+fn a_call_without_media_times_out_and_media_keeps_it_alive() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (_, port_a) = established(&mut s, t0);
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(60)));
+    s.handle_timeout(t0 + Duration::from_secs(59));
+    assert_eq!(s.call_count(), 1);
+    assert!(s.note_media(t0 + Duration::from_secs(50), port_a + 1));
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(110)));
+    s.handle_timeout(t0 + Duration::from_secs(100));
+    assert_eq!(s.call_count(), 1);
+    s.handle_timeout(t0 + Duration::from_secs(110));
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.pool().in_use_count(), 0);
+    assert_eq!(s.counters().calls_timed_out, 1);
+    assert_eq!(s.poll_timeout(), None);
+    assert!(!s.note_media(t0 + Duration::from_secs(111), port_a));
+}
+
+#[test]
+fn the_final_timeout_bounds_a_busy_call() {
+    let t0 = Instant::now();
+    let cfg = SessionConfig {
+        final_timeout: Some(Duration::from_secs(120)),
+        ..config(30_000, 30_099)
+    };
+    let mut s = Sessions::new(t0, cfg, 0, 1).expect("valid");
+    let (port_b, _) = established(&mut s, t0);
+    for secs in [30, 60, 90] {
+        let now = t0 + Duration::from_secs(secs);
+        assert!(s.note_media(now, port_b));
+        s.handle_timeout(now);
+    }
+    assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(120)));
+    s.handle_timeout(t0 + Duration::from_secs(120));
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.counters().calls_final_timed_out, 1);
+    assert_eq!(s.pool().in_use_count(), 0);
+}
+
+#[test]
+fn list_query_and_statistics_have_their_shapes() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    established(&mut s, t0);
+    s.handle_request(t0, &offer("second", TAG_A, None, OFFER_SDP));
+
+    let list = fields(s.handle_request(t0, &request(Command::List { limit: None })));
+    let calls = list.get(b"calls").and_then(Value::as_list).expect("calls");
+    assert_eq!(calls.len(), 2);
+    let one = fields(s.handle_request(t0, &request(Command::List { limit: Some(1) })));
+    assert_eq!(
+        one.get(b"calls")
+            .and_then(Value::as_list)
+            .map(<[Value]>::len),
+        Some(1)
+    );
+
+    let query = Command::Query {
+        call_id: Bytes::from_static(CALL.as_bytes()),
+        from_tag: None,
+        to_tag: None,
+    };
+    let stats = fields(s.handle_request(t0, &request(query)));
+    let totals = stats
+        .get(b"totals")
+        .and_then(Value::as_dict)
+        .expect("totals");
+    let rtp = totals.get(b"RTP").and_then(Value::as_dict).expect("RTP");
+    assert_eq!(rtp.get(b"packets"), Some(&Value::Int(0)));
+    assert!(totals.get(b"RTCP").is_some());
+    let unknown = Command::Query {
+        call_id: Bytes::from_static(b"nope"),
+        from_tag: None,
+        to_tag: None,
+    };
+    assert_eq!(
+        s.handle_request(t0, &request(unknown)),
+        Outcome::error(UNKNOWN_CALL)
+    );
+
+    let all = fields(s.handle_request(t0, &request(Command::Statistics)));
+    let statistics = all
+        .get(b"statistics")
+        .and_then(Value::as_dict)
+        .expect("statistics");
+    let current = statistics
+        .get(b"currentstatistics")
+        .and_then(Value::as_dict)
+        .expect("current");
+    assert_eq!(current.get(b"sessionsown"), Some(&Value::Int(2)));
+    assert_eq!(current.get(b"ports in use"), Some(&Value::Int(3)));
+    let total = statistics
+        .get(b"totalstatistics")
+        .and_then(Value::as_dict)
+        .expect("total");
+    assert_eq!(total.get(b"managedsessions"), Some(&Value::Int(2)));
+    assert_eq!(s.handle_request(t0, &request(Command::Ping)), Outcome::Pong);
+}
+
+#[test]
+fn a_full_table_refuses_new_calls_with_a_load_limit() {
+    let t0 = Instant::now();
+    let cfg = SessionConfig {
+        max_calls: 1,
+        ..config(30_000, 30_099)
+    };
+    let mut s = Sessions::new(t0, cfg, 0, 1).expect("valid");
+    established(&mut s, t0);
+    let out = s.handle_request(t0, &offer("second", TAG_A, None, OFFER_SDP));
+    assert_eq!(
+        out,
+        Outcome::LoadLimit(ng::reply::LOAD_LIMIT_SESSIONS.into())
+    );
+    let as_error = reply_dict(&out, &[], false);
+    assert_eq!(as_error.get(b"result"), Some(&Value::from("error")));
+    assert_eq!(s.counters().table_full, 1);
+    assert_eq!(s.pool().in_use_count(), 2);
+    // The call it holds may still change.
+    let again = s.handle_request(t0, &offer(CALL, TAG_A, None, OFFER_SDP));
+    assert!(matches!(again, Outcome::Ok { .. }));
+}
+
+#[test]
+fn many_streams_keep_the_reply_within_a_datagram() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let mut sdp = String::from(
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\n",
+    );
+    for i in 0..8 {
+        sdp.push_str(&format!("m=audio {} RTP/AVP 0\r\n", 2000 + 2 * i));
+    }
+    assert!(matches!(
+        s.handle_request(t0, &offer(CALL, TAG_A, None, &sdp)),
+        Outcome::Ok { .. }
+    ));
+    assert!(matches!(
+        s.handle_request(t0, &answer(CALL, TAG_A, TAG_B, &sdp)),
+        Outcome::Ok { .. }
+    ));
+    assert_eq!(s.pool().in_use_count(), 16);
+    let stats = fields(s.handle_request(t0, &delete(CALL, TAG_A, vec![])));
+    assert!(
+        stats.to_bytes().len() < 1400,
+        "{} bytes",
+        stats.to_bytes().len()
+    );
+}
+
+/// The COMPAT.md offer as Kamailio sends it.
+fn compat_offer_datagram() -> Bytes {
+    Bytes::from(format!(
+        "1_27_17 d3:sdp155:{OFFER_SDP}3:ICE6:remove7:call-id19:a84b4c76e66710@pc33\
+         8:from-tag10:19283017747:command5:offere"
+    ))
+}
+
+#[test]
+fn end_to_end_through_the_ng_control() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let mut control = Control::new(&ng::Config::default());
+    let datagram = compat_offer_datagram();
+    let reply = control
+        .handle(t0, &datagram, |incoming| s.handle(t0, incoming))
+        .expect("a reply");
+    assert!(reply.starts_with(b"1_27_17 d3:sdp"));
+    assert!(
+        reply.ends_with(b"a=rtcp:30001\r\n6:result2:oke"),
+        "{reply:?}"
+    );
+    let has = |needle: &[u8]| reply.windows(needle.len()).any(|w| w == needle);
+    assert!(has(b"c=IN IP4 203.0.113.1\r\n"));
+    assert!(has(b"m=audio 30000 RTP/AVP 0 8 101\r\n"));
+    assert_eq!(s.pool().in_use_count(), 1);
+
+    let later = t0 + Duration::from_secs(1);
+    let again = control
+        .handle(later, &datagram, |incoming| s.handle(later, incoming))
+        .expect("a replay");
+    assert_eq!(again, reply);
+    assert_eq!(s.pool().in_use_count(), 1);
+    assert_eq!(control.counters().replayed, 1);
+}
+
+#[test]
+fn rtcp_mux_uses_one_port_each_way() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let muxed = OFFER_SDP.replace("a=sendrecv\r\n", "a=sendrecv\r\na=rtcp-mux\r\n");
+    let mut request = offer(CALL, TAG_A, None, &muxed);
+    request.options.rtcp_mux = vec![ng::RtcpMux::Require];
+    let out = fields(s.handle_request(t0, &request));
+    let sdp = out.get(b"sdp").and_then(Value::as_bytes).expect("sdp");
+    assert!(!sdp.windows(7).any(|w| w == b"a=rtcp:"));
+    let mut reply = answer(
+        CALL,
+        TAG_A,
+        TAG_B,
+        &ANSWER_SDP.replace("a=sendrecv", "a=rtcp-mux"),
+    );
+    reply.options.rtcp_mux = vec![ng::RtcpMux::Require];
+    let out = fields(s.handle_request(t0, &reply));
+    let sdp = out.get(b"sdp").and_then(Value::as_bytes).expect("sdp");
+    let parsed = Sdp::parse(sdp.clone(), &SdpLimits::default()).expect("parses");
+    let port_a = parsed.media_at(0).expect("m=").port();
+    let stream = s.stream(port_a).expect("held");
+    assert!(stream.local_rtcp_mux);
+    assert_eq!(stream.remote_rtcp, Some(addr("198.51.100.1:2000")));
+    assert_eq!(s.route(port_a + 1), None, "no RTCP port with rtcp-mux");
+    let to_b = s.route(port_a).expect("routed");
+    assert_eq!(to_b.to, addr("192.0.2.5:4000"));
+}
