@@ -7,12 +7,15 @@
 //! ([`rtp`]), per-stream statistics per RFC 3550 with an E-model MOS
 //! ([`stats`]), the RTP/RTCP port-pair allocator ([`ports`]) and the
 //! sessions: the call table and the ng command handler ([`session`]).
+//! The one module that does I/O is the runtime shell ([`runtime`]): the
+//! io_uring loop that moves datagrams and time in and out of those cores.
 
 #![warn(missing_docs)]
 
 pub mod ng;
 pub mod ports;
 pub mod rtp;
+pub mod runtime;
 pub mod sdp;
 pub mod session;
 pub mod stats;
