@@ -176,16 +176,21 @@ impl Shard {
     }
 
     fn on_media(&mut self, now: Instant, port: u16, payload: &[u8], out: &mut Outbox<'_, '_>) {
-        if !self.sessions.note_media(now, port) {
-            self.counters.media_unrouted += 1;
-            return;
-        }
-        let Some(route) = self.sessions.route(port) else {
+        let Some((route, stats)) = self.sessions.on_media(now, port) else {
             self.counters.media_unrouted += 1;
             return;
         };
         if classify(payload) == PacketKind::Rtp && !route.rtcp {
-            self.count_rtp(now, port, payload);
+            // The header is read in place: no copy, no allocation.
+            match RtpView::parse(payload) {
+                Ok(view) => {
+                    stats.on_packet(now, &view, clock_rate_hz(view.payload_type()));
+                }
+                Err(_) => {
+                    stats.on_error();
+                    self.counters.rtp_invalid += 1;
+                }
+            }
         }
         let Some(socket) = self.socket_of(route.from_port) else {
             self.counters.send_failed += 1;
@@ -205,23 +210,6 @@ impl Shard {
             Err(e) => {
                 self.counters.send_failed += 1;
                 tracing::warn!(port, to = %route.to, error = %e, "media send failed");
-            }
-        }
-    }
-
-    /// Counts an RTP packet into the stream's statistics, its header read
-    /// in place.
-    fn count_rtp(&mut self, now: Instant, port: u16, payload: &[u8]) {
-        let Some(stats) = self.sessions.stats_mut(port) else {
-            return;
-        };
-        match RtpView::parse(payload) {
-            Ok(view) => {
-                stats.on_packet(now, &view, clock_rate_hz(view.payload_type()));
-            }
-            Err(_) => {
-                stats.on_error();
-                self.counters.rtp_invalid += 1;
             }
         }
     }

@@ -410,33 +410,23 @@ impl Sessions {
     /// no call holds the port, the other side is not known yet, or the
     /// port is the RTCP port of a stream that uses rtcp-mux.
     pub fn route(&self, local_port: u16) -> Option<Route> {
-        let rtp_port = local_port & !1;
-        let rtcp = local_port != rtp_port;
-        let owner = self.ports.get(&rtp_port)?;
+        let owner = self.ports.get(&(local_port & !1))?;
         let call = self.calls.get(&owner.call_id)?;
-        let here = call.sides[owner.side].streams.get(owner.index)?;
-        let peer = call.sides[1 - owner.side].streams.get(owner.index)?;
-        if (rtcp && here.local_rtcp_mux) || peer.local_port == 0 {
-            return None;
-        }
-        if rtcp {
-            let from_port = if peer.local_rtcp_mux {
-                peer.local_port
-            } else {
-                peer.local_port.checked_add(1)?
-            };
-            Some(Route {
-                to: peer.remote_rtcp?,
-                from_port,
-                rtcp,
-            })
-        } else {
-            Some(Route {
-                to: peer.remote?,
-                from_port: peer.local_port,
-                rtcp,
-            })
-        }
+        route_in(call, owner, local_port)
+    }
+
+    /// A packet arrived at `now` on relay port `local_port`: marks its call
+    /// alive and gives where the packet goes ([`Sessions::route`]) with the
+    /// stream's statistics, in one lookup (the relay loop's per-packet
+    /// path). `None` when no call holds the port or it has no route yet.
+    pub fn on_media(&mut self, now: Instant, local_port: u16) -> Option<(Route, &mut StreamStats)> {
+        let owner = self.ports.get(&(local_port & !1))?;
+        let call = self.calls.get_mut(&owner.call_id)?;
+        call.last_media = Some(now);
+        let route = route_in(call, owner, local_port);
+        let stream = call.sides[owner.side].streams.get_mut(owner.index)?;
+        stream.last_packet = Some(now);
+        Some((route?, &mut stream.stats))
     }
 
     /// Deletes the calls whose timeout or final timeout has passed.
@@ -587,4 +577,33 @@ fn remote_of(media: &Media<'_>) -> (Option<SocketAddr>, Option<SocketAddr>) {
             .map(|port| SocketAddr::new(endpoint.rtcp_ip.unwrap_or(ip), port))
     };
     (Some(rtp), rtcp)
+}
+
+/// Where a packet arriving on `local_port` of `call` (held by `owner`) goes:
+/// to the other side's endpoint, from the other side's relay port.
+fn route_in(call: &Call, owner: &PortOwner, local_port: u16) -> Option<Route> {
+    let rtcp = local_port & 1 == 1;
+    let here = call.sides[owner.side].streams.get(owner.index)?;
+    let peer = call.sides[1 - owner.side].streams.get(owner.index)?;
+    if (rtcp && here.local_rtcp_mux) || peer.local_port == 0 {
+        return None;
+    }
+    if rtcp {
+        let from_port = if peer.local_rtcp_mux {
+            peer.local_port
+        } else {
+            peer.local_port.checked_add(1)?
+        };
+        Some(Route {
+            to: peer.remote_rtcp?,
+            from_port,
+            rtcp,
+        })
+    } else {
+        Some(Route {
+            to: peer.remote?,
+            from_port: peer.local_port,
+            rtcp,
+        })
+    }
 }

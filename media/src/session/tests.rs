@@ -144,6 +144,28 @@ fn offer_and_answer_rewrite_and_route_both_ways() {
 }
 
 #[test]
+fn on_media_routes_counts_and_keeps_the_call_alive_in_one_lookup() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (_, port_a) = established(&mut s, t0);
+    let later = t0 + Duration::from_secs(50);
+    let (route, stats) = s.on_media(later, port_a).expect("routed");
+    assert_eq!(stats.packets(), 0);
+    assert_eq!(Some(route), s.route(port_a));
+    assert_eq!(s.stream(port_a).and_then(|st| st.last_packet), Some(later));
+    // Alive at 60 s from the start: the timeout counts from the last packet.
+    s.handle_timeout(t0 + Duration::from_secs(61));
+    assert!(
+        s.route(port_a).is_some(),
+        "the packet at 50 s kept the call"
+    );
+    assert!(
+        s.on_media(later, port_a + 2).is_none(),
+        "no call holds that port"
+    );
+}
+
+#[test]
 fn before_the_answer_only_the_offerer_is_reachable() {
     let t0 = Instant::now();
     let mut s = sessions(t0);
