@@ -293,11 +293,11 @@ fn run_thread(
 
 fn start_due_calls(worker: &mut Worker<Uac>, schedule: &mut Schedule) {
     let now = Instant::now();
-    let locals = worker.locals().to_vec();
     for _ in 0..MAX_STARTS_PER_ROUND {
         let Some(due) = schedule.due().filter(|d| *d <= now) else {
             return;
         };
+        let locals = worker.locals();
         let local = locals[schedule.started % locals.len()];
         worker.core.start_call(due, now, local);
         schedule.started_one();
