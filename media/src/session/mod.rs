@@ -21,7 +21,7 @@
 //!
 //! The shell's contract, as everywhere here: call [`Sessions::handle`] for
 //! each request (inside [`Control::handle`](crate::ng::Control::handle)),
-//! [`Sessions::note_media`] for each relayed packet, and
+//! [`Sessions::on_media`] for each relayed packet, and
 //! [`Sessions::handle_timeout`] when [`Sessions::poll_timeout`] is due.
 
 mod reply;

@@ -71,7 +71,7 @@ proptest! {
                     s.handle_request(now, &delete(&format!("c{call}"), from, vec![]));
                 }
                 Op::Media { port } => {
-                    s.note_media(now, port);
+                    let _ = s.on_media(now, port);
                     let _ = s.route(port);
                 }
                 Op::Advance { secs } => {

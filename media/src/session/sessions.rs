@@ -373,31 +373,6 @@ impl Sessions {
         }
     }
 
-    /// Records a packet that arrived at `now` on relay port `local_port`
-    /// (RTP or RTCP): the call is alive. `false` if no call holds the port.
-    pub fn note_media(&mut self, now: Instant, local_port: u16) -> bool {
-        let Some(owner) = self.ports.get(&(local_port & !1)) else {
-            return false;
-        };
-        let Some(call) = self.calls.get_mut(&owner.call_id) else {
-            return false;
-        };
-        call.last_media = Some(now);
-        if let Some(stream) = call.sides[owner.side].streams.get_mut(owner.index) {
-            stream.last_packet = Some(now);
-        }
-        true
-    }
-
-    /// The statistics of the stream on relay port `local_port` (RTP or
-    /// RTCP), for the relay loop to count packets into.
-    pub fn stats_mut(&mut self, local_port: u16) -> Option<&mut StreamStats> {
-        let owner = self.ports.get(&(local_port & !1))?;
-        let call = self.calls.get_mut(&owner.call_id)?;
-        let stream = call.sides[owner.side].streams.get_mut(owner.index)?;
-        Some(&mut stream.stats)
-    }
-
     /// The stream on relay port `local_port` (RTP or RTCP).
     pub fn stream(&self, local_port: u16) -> Option<&Stream> {
         let owner = self.ports.get(&(local_port & !1))?;

@@ -235,7 +235,7 @@ fn delete_replies_with_statistics_and_releases_after_the_delay() {
     // Two pairs: exactly one call's worth.
     let mut s = Sessions::new(t0, config(30_000, 30_003), 0, 1).expect("valid");
     let (port_b, port_a) = established(&mut s, t0);
-    assert!(s.note_media(t0 + Duration::from_secs(1), port_a));
+    assert!(s.on_media(t0 + Duration::from_secs(1), port_a).is_some());
     let stats = fields(s.handle_request(t0 + Duration::from_secs(2), &delete(CALL, TAG_A, vec![])));
     let keys: Vec<&[u8]> = stats.iter().map(|(k, _)| k.as_ref()).collect();
     assert_eq!(keys, [&b"created"[..], b"last signal", b"tags", b"totals"]);
@@ -356,7 +356,9 @@ fn a_call_without_media_times_out_and_media_keeps_it_alive() {
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(60)));
     s.handle_timeout(t0 + Duration::from_secs(59));
     assert_eq!(s.call_count(), 1);
-    assert!(s.note_media(t0 + Duration::from_secs(50), port_a + 1));
+    assert!(s
+        .on_media(t0 + Duration::from_secs(50), port_a + 1)
+        .is_some());
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(110)));
     s.handle_timeout(t0 + Duration::from_secs(100));
     assert_eq!(s.call_count(), 1);
@@ -365,7 +367,7 @@ fn a_call_without_media_times_out_and_media_keeps_it_alive() {
     assert_eq!(s.pool().in_use_count(), 0);
     assert_eq!(s.counters().calls_timed_out, 1);
     assert_eq!(s.poll_timeout(), None);
-    assert!(!s.note_media(t0 + Duration::from_secs(111), port_a));
+    assert!(s.on_media(t0 + Duration::from_secs(111), port_a).is_none());
 }
 
 #[test]
@@ -379,7 +381,7 @@ fn the_final_timeout_bounds_a_busy_call() {
     let (port_b, _) = established(&mut s, t0);
     for secs in [30, 60, 90] {
         let now = t0 + Duration::from_secs(secs);
-        assert!(s.note_media(now, port_b));
+        assert!(s.on_media(now, port_b).is_some());
         s.handle_timeout(now);
     }
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(120)));
