@@ -280,7 +280,8 @@ const STATES: [(DestState, &str); 5] = [
     (DestState::Draining, "draining"),
 ];
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+/// Writes the `# HELP` and `# TYPE` lines of a metric family.
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
 }

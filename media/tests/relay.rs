@@ -1,202 +1,14 @@
 //! End to end: the `media` binary on loopback, driven over ng like
 //! Kamailio does, relaying RTP between two local sockets.
 
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
+mod common;
+
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use media::ng::bencode::{parse, Limits};
-use media::ng::{Bytes, Dict, Value};
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const READ_TIMEOUT: Duration = Duration::from_secs(2);
-const RANGE: u16 = 20;
-
-/// The relay process; killed when dropped, so a failing test leaves none.
-struct Relay {
-    child: Child,
-    ng: SocketAddr,
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A free port on loopback (the race with other tests is accepted).
-fn free_port() -> Result<u16, std::io::Error> {
-    Ok(UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// Ranges already handed to a relay of this process, so that tests running
-/// in parallel do not pick the same free range before either binds it.
-static RANGES_TAKEN: AtomicU16 = AtomicU16::new(0);
-
-/// The first base of `RANGE` ports, all free, from a per-process start.
-fn free_range() -> Result<u16, String> {
-    let start = 30_000 + (std::process::id() % 500) as u16 * RANGE;
-    let first = RANGES_TAKEN.fetch_add(1, Ordering::Relaxed);
-    for attempt in first..first + 200 {
-        let base = 30_000 + (start - 30_000 + attempt * RANGE) % 20_000;
-        let held: Result<Vec<UdpSocket>, _> = (base..base + RANGE)
-            .map(|p| UdpSocket::bind(("127.0.0.1", p)))
-            .collect();
-        if held.is_ok() {
-            return Ok(base);
-        }
-    }
-    Err("no free port range".into())
-}
-
-fn start_relay() -> Result<Relay, Box<dyn std::error::Error>> {
-    let base = free_range()?;
-    let ng: SocketAddr = format!("127.0.0.1:{}", free_port()?).parse()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_media"))
-        .args(["--interface", "127.0.0.1", "--listen-ng"])
-        .arg(ng.to_string())
-        .arg("--port-min")
-        .arg(base.to_string())
-        .arg("--port-max")
-        .arg((base + RANGE - 1).to_string())
-        .args(["--timeout", "60", "--delete-delay", "0"])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .spawn()?;
-    Ok(Relay { child, ng })
-}
-
-/// An ng client socket.
-struct Ng {
-    socket: UdpSocket,
-    to: SocketAddr,
-}
-
-impl Ng {
-    fn new(to: SocketAddr) -> Result<Self, std::io::Error> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
-        socket.set_read_timeout(Some(READ_TIMEOUT))?;
-        Ok(Ng { socket, to })
-    }
-
-    /// Sends `datagram` and returns the reply's bytes.
-    fn exchange(&self, datagram: &[u8]) -> Result<Vec<u8>, std::io::Error> {
-        self.socket.send_to(datagram, self.to)?;
-        let mut buf = vec![0u8; 65_536];
-        let (n, _) = self.socket.recv_from(&mut buf)?;
-        buf.truncate(n);
-        Ok(buf)
-    }
-
-    /// Pings until the relay answers (it may still be starting).
-    fn wait_ready(&self) -> TestResult {
-        self.socket
-            .set_read_timeout(Some(Duration::from_millis(200)))?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut n = 0;
-        while Instant::now() < deadline {
-            n += 1;
-            let cookie = format!("ready{n}");
-            if let Ok(reply) = self.exchange(&request(&cookie, ping())) {
-                if reply.starts_with(cookie.as_bytes()) {
-                    self.socket.set_read_timeout(Some(READ_TIMEOUT))?;
-                    return Ok(());
-                }
-            }
-        }
-        Err("the relay did not answer ping".into())
-    }
-}
-
-fn request(cookie: &str, dict: Dict) -> Vec<u8> {
-    let mut out = format!("{cookie} ").into_bytes();
-    dict.write_to(&mut out);
-    out
-}
-
-fn ping() -> Dict {
-    let mut d = Dict::new();
-    d.push("command", "ping");
-    d
-}
-
-/// The reply's dictionary, after checking its cookie.
-fn reply_dict(cookie: &str, reply: &[u8]) -> Result<Dict, Box<dyn std::error::Error>> {
-    let prefix = format!("{cookie} ");
-    let body = reply
-        .strip_prefix(prefix.as_bytes())
-        .ok_or("reply cookie does not match")?;
-    match parse(&Bytes::copy_from_slice(body), &Limits::default())? {
-        Value::Dict(d) => Ok(d),
-        other => Err(format!("reply is a {}", other.kind()).into()),
-    }
-}
-
-fn text(d: &Dict, key: &str) -> String {
-    d.get(key.as_bytes())
-        .and_then(Value::as_bytes)
-        .map(|b| String::from_utf8_lossy(b).into_owned())
-        .unwrap_or_default()
-}
-
-fn sdp(port: u16) -> String {
-    format!(
-        "v=0\r\no=- 1545997027 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n"
-    )
-}
-
-fn command(name: &'static str, sdp_body: Option<String>, to_tag: bool) -> Dict {
-    let mut d = Dict::new();
-    if let Some(body) = sdp_body {
-        d.push("sdp", body);
-    }
-    d.push("call-id", "a84b4c76e66710@pc33");
-    d.push("from-tag", "1928301774");
-    if to_tag {
-        d.push("to-tag", "a6c85cf");
-    }
-    d.push("command", name);
-    d
-}
-
-/// The relay port a rewritten SDP advertises, after checking its address.
-fn relay_port(sdp_body: &str) -> Result<u16, Box<dyn std::error::Error>> {
-    if !sdp_body.contains("c=IN IP4 127.0.0.1\r\n") {
-        return Err(format!("no c=127.0.0.1 in {sdp_body:?}").into());
-    }
-    let m = sdp_body
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .ok_or("no m=audio line")?;
-    Ok(m.split(' ').next().ok_or("no port")?.parse()?)
-}
-
-fn rtp(seq: u16, fill: u8) -> Vec<u8> {
-    let mut p = vec![0x80, 0x00];
-    p.extend_from_slice(&seq.to_be_bytes());
-    p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    p.extend_from_slice(&0x1234_5678u32.to_be_bytes());
-    p.extend(std::iter::repeat_n(fill, 160));
-    p
-}
-
-/// `from` sends packets to relay port `to_port`; `peer` must receive them
-/// unchanged, from relay port `from_port`.
-fn relay_packets(from: &UdpSocket, to_port: u16, peer: &UdpSocket, from_port: u16) -> TestResult {
-    let mut buf = [0u8; 2048];
-    for seq in 0..5u16 {
-        let packet = rtp(seq, seq as u8 + 1);
-        from.send_to(&packet, ("127.0.0.1", to_port))?;
-        let (n, src) = peer.recv_from(&mut buf)?;
-        assert_eq!(&buf[..n], &packet[..], "packet {seq}");
-        assert_eq!(src.port(), from_port, "packet {seq} source");
-    }
-    Ok(())
-}
+use common::*;
+use media::ng::Value;
 
 #[test]
 fn relays_rtp_between_offer_and_answer_sides() -> TestResult {
@@ -307,4 +119,126 @@ fn invalid_options_exit_non_zero() -> TestResult {
         assert!(!out.stderr.is_empty(), "{args:?}: no error message");
     }
     Ok(())
+}
+
+#[test]
+fn latching_to_a_nated_source_port() -> TestResult {
+    let relay = start_relay()?;
+    let ng = Ng::new(relay.ng)?;
+    ng.wait_ready()?;
+    // A's SDP names `advertised`, but A really sends (and receives) from
+    // `a`, as behind a NAT.
+    let advertised = bound()?;
+    let a = bound()?;
+    let b = bound()?;
+    let (port_b, port_a) = establish(
+        &ng,
+        advertised.local_addr()?.port(),
+        b.local_addr()?.port(),
+        &[],
+    )?;
+
+    // Before A's first packet B's media goes where A's SDP says.
+    one_packet(&b, port_b, &advertised, 1)?;
+    // A's first packet reaches B and tells the relay where A is.
+    one_packet(&a, port_a, &b, 2)?;
+    // From then on B's media comes back to A's real socket.
+    for seq in 3..6 {
+        one_packet(&b, port_b, &a, seq)?;
+    }
+    let stream = queried_stream(&ng, "q1", "1928301774")?;
+    assert_eq!(
+        endpoint_port(&stream, "endpoint"),
+        Some(i64::from(a.local_addr()?.port()))
+    );
+    assert_eq!(
+        endpoint_port(&stream, "advertised endpoint"),
+        Some(i64::from(advertised.local_addr()?.port()))
+    );
+    // Nothing more went to the advertised address: the next thing it
+    // hears is a marker sent straight to it.
+    a.send_to(b"marker", advertised.local_addr()?)?;
+    let mut buf = [0u8; 2048];
+    let (n, _) = advertised.recv_from(&mut buf)?;
+    assert_eq!(&buf[..n], b"marker");
+    Ok(())
+}
+
+#[test]
+fn strict_source_drops_media_from_other_sources() -> TestResult {
+    let relay = start_relay()?;
+    let ng = Ng::new(relay.ng)?;
+    ng.wait_ready()?;
+    let advertised = bound()?;
+    let a = bound()?;
+    let b = bound()?;
+    let intruder = bound()?;
+    let (port_b, port_a) = establish(
+        &ng,
+        advertised.local_addr()?.port(),
+        b.local_addr()?.port(),
+        &["strict-source"],
+    )?;
+    one_packet(&a, port_a, &b, 1)?;
+    one_packet(&b, port_b, &a, 2)?;
+    // The intruder's packet is dropped: the next packet B receives is A's,
+    // sent after it.
+    intruder.send_to(&rtp(3, 0x66), ("127.0.0.1", port_a))?;
+    one_packet(&a, port_a, &b, 4)?;
+    // Dropped packets are not counted either: A's stream saw two.
+    let stream = queried_stream(&ng, "q1", "1928301774")?;
+    let packets = stream
+        .get(b"stats")
+        .and_then(Value::as_dict)
+        .and_then(|s| s.get(b"packets"))
+        .and_then(Value::as_int);
+    assert_eq!(packets, Some(2), "{stream:?}");
+    assert_eq!(
+        endpoint_port(&stream, "endpoint"),
+        Some(i64::from(a.local_addr()?.port()))
+    );
+    Ok(())
+}
+
+#[test]
+fn timeout_deletes_an_idle_call() -> TestResult {
+    let relay = start_relay_with_timeout(1)?;
+    let ng = Ng::new(relay.ng)?;
+    ng.wait_ready()?;
+    let a = bound()?;
+    let b = bound()?;
+    let signalled = Instant::now();
+    establish(&ng, a.local_addr()?.port(), b.local_addr()?.port(), &[])?;
+    let d = reply_dict(
+        "q0",
+        &ng.exchange(&request("q0", command("query", None, false)))?,
+    )?;
+    assert_eq!(
+        text(&d, "result"),
+        "ok",
+        "present right after the answer: {d:?}"
+    );
+    // No media: the call goes after one second; poll until it has.
+    let deadline = signalled + Duration::from_secs(10);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let cookie = format!("q{n}");
+        let d = reply_dict(
+            &cookie,
+            &ng.exchange(&request(&cookie, command("query", None, false)))?,
+        )?;
+        if text(&d, "result") == "error" {
+            assert_eq!(text(&d, "error-reason"), "Unknown call-id", "{d:?}");
+            assert!(
+                signalled.elapsed() >= Duration::from_secs(1),
+                "deleted early"
+            );
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err("the idle call was not deleted".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -383,6 +383,33 @@ pub fn parse_bencode(input: &Bytes, limits: &Limits) -> Result<Value, DecodeErro
     Ok(value)
 }
 
+/// The length of the one complete bencode value at the start of `input`,
+/// or `None` while it is incomplete: how a byte stream (ng over TCP, where
+/// a message ends where its dictionary does) is cut into messages. An
+/// input that can never become a value is an error.
+pub fn value_len(input: &Bytes, limits: &Limits) -> Result<Option<usize>, DecodeError> {
+    let mut parser = Parser {
+        input,
+        pos: 0,
+        items: 0,
+        max_items: limits.max_items,
+        max_depth: limits.max_depth.min(MAX_DEPTH_CEILING),
+    };
+    match parser.value(0) {
+        Ok(_) if parser.pos > limits.max_input_bytes => Err(DecodeError::TooLarge {
+            len: parser.pos,
+            max: limits.max_input_bytes,
+        }),
+        Ok(_) => Ok(Some(parser.pos)),
+        Err(DecodeError::Truncated { .. }) if input.len() <= limits.max_input_bytes => Ok(None),
+        Err(DecodeError::Truncated { .. }) => Err(DecodeError::TooLarge {
+            len: input.len(),
+            max: limits.max_input_bytes,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
 /// Refuses an input over [`Limits::max_input_bytes`].
 pub(super) fn check_size(input: &[u8], limits: &Limits) -> Result<(), DecodeError> {
     if input.len() > limits.max_input_bytes {
@@ -993,5 +1020,31 @@ mod tests {
             prop_assert_eq!(bytes.len(), v.encoded_len());
             prop_assert_eq!(parse_bencode(&bytes, &Limits::default()), Ok(v));
         }
+    }
+
+    #[test]
+    fn value_len_cuts_a_stream_into_values() {
+        let limits = Limits::default();
+        let len = |s: &'static str| value_len(&Bytes::from_static(s.as_bytes()), &limits);
+        assert_eq!(len("d7:command4:pinge"), Ok(Some(17)));
+        assert_eq!(len("d7:command4:pinged3:"), Ok(Some(17)));
+        assert_eq!(len("d7:command4:pi"), Ok(None));
+        assert_eq!(len("d7:comm"), Ok(None));
+        assert_eq!(len(""), Ok(None));
+        assert!(len("x").is_err());
+        let small = Limits {
+            max_input_bytes: 8,
+            ..Limits::default()
+        };
+        let long = Bytes::from_static(b"d7:command4:pinge");
+        assert!(matches!(
+            value_len(&long, &small),
+            Err(DecodeError::TooLarge { .. })
+        ));
+        let open = Bytes::from_static(b"d7:command4:pin");
+        assert!(matches!(
+            value_len(&open, &small),
+            Err(DecodeError::TooLarge { .. })
+        ));
     }
 }

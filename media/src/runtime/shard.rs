@@ -1,49 +1,71 @@
-//! One shard's loop: a ring over the ng socket and the relay ports, the
-//! sessions and the ng endpoint it drives, and the timers.
+//! One shard's loop: a ring over its relay ports, the sessions it owns,
+//! the commands the control thread queues for them, and the timers.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
-use edge::runtime::uring::{Datagram, Outbox, RingConfig, SendError, UdpRing};
+use crossbeam_channel::Receiver;
+use edge::runtime::uring::{Datagram, Outbox, RingConfig, SendError, UdpRing, Waker};
 
+use super::dispatch::ShardRequest;
 use super::{RelayError, MAX_WAIT};
-use crate::ng::Control;
+use crate::metrics::{Metrics, ShardReport, REPORT_INTERVAL};
 use crate::rtp::{classify, PacketKind, RtpView};
-use crate::session::Sessions;
+use crate::session::{MediaVerdict, Sessions};
 
-/// Index of the ng socket in the ring; relay sockets follow it.
-const NG_SOCKET: usize = 0;
+/// Commands answered per loop turn at most, so a burst of control traffic
+/// cannot hold the relay off its sockets for long.
+const MAX_REQUESTS_PER_TURN: usize = 256;
 /// No socket for this port (in [`Shard`]'s port table).
 const NO_SOCKET: u32 = u32::MAX;
 
 /// What one shard has done, for logs and metrics.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ShardCounters {
-    /// ng datagrams received.
-    pub ng_received: u64,
-    /// ng replies that could not be queued.
-    pub ng_reply_failed: u64,
+    /// Commands (and list/statistics questions) answered for the control
+    /// thread.
+    pub requests_answered: u64,
     /// Media datagrams relayed.
     pub media_relayed: u64,
+    /// Bytes of the media datagrams relayed.
+    pub bytes_relayed: u64,
     /// Media datagrams on a port no call routes (unknown port, other side
     /// not known yet, RTCP port of an rtcp-mux stream).
     pub media_unrouted: u64,
     /// Media datagrams dropped because every send slot was in flight.
     pub media_dropped_full: u64,
+    /// Media datagrams dropped by `strict source`: from another source
+    /// than the one the stream latched onto.
+    pub media_dropped_source: u64,
     /// Media datagrams that looked like RTP but whose header was invalid.
     pub rtp_invalid: u64,
     /// Sends refused for another reason (no socket, ring failure).
     pub send_failed: u64,
 }
 
-/// One shard: its sessions, its ng endpoint and the map between relay
-/// ports and ring sockets.
+impl ShardCounters {
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &ShardCounters) {
+        self.requests_answered += other.requests_answered;
+        self.media_relayed += other.media_relayed;
+        self.bytes_relayed += other.bytes_relayed;
+        self.media_unrouted += other.media_unrouted;
+        self.media_dropped_full += other.media_dropped_full;
+        self.media_dropped_source += other.media_dropped_source;
+        self.rtp_invalid += other.rtp_invalid;
+        self.send_failed += other.send_failed;
+    }
+}
+
+/// One shard: its sessions, the queue of commands for them and the map
+/// between relay ports and ring sockets.
 pub struct Shard {
+    index: usize,
     sessions: Sessions,
-    control: Control,
-    /// Socket `i + 1` of the ring is bound to `ports[i]`.
+    requests: Receiver<ShardRequest>,
+    /// Socket `i` of the ring is bound to `ports[i]`.
     ports: Vec<u16>,
     /// The ring socket of port `port_min + i`, or [`NO_SOCKET`].
     socket_of_port: Vec<u32>,
@@ -53,13 +75,21 @@ pub struct Shard {
     /// A command ran since `next_timer` was computed.
     timers_dirty: bool,
     counters: ShardCounters,
+    /// Where reports go, if anywhere, and when the next is due.
+    metrics: Option<Metrics>,
+    next_report: Instant,
 }
 
 impl Shard {
-    /// A shard over `sessions` and `control` whose relay sockets are bound
-    /// to `ports` (ascending, inside the sessions' range), in ring order
-    /// after the ng socket.
-    pub fn new(sessions: Sessions, control: Control, ports: &[u16]) -> Result<Self, RelayError> {
+    /// Shard `index` over `sessions`, answering `requests`, whose relay
+    /// sockets are bound to `ports` (inside the sessions' range), in ring
+    /// order.
+    pub fn new(
+        index: usize,
+        sessions: Sessions,
+        requests: Receiver<ShardRequest>,
+        ports: &[u16],
+    ) -> Result<Self, RelayError> {
         let port_min = sessions.config().port_min;
         let span = usize::from(sessions.config().port_max - port_min) + 1;
         let mut socket_of_port = vec![NO_SOCKET; span];
@@ -68,19 +98,37 @@ impl Shard {
                 .checked_sub(port_min)
                 .and_then(|offset| socket_of_port.get_mut(usize::from(offset)))
                 .ok_or_else(|| RelayError::Config(format!("port {port} is outside the range")))?;
-            *slot =
-                u32::try_from(i + 1).map_err(|_| RelayError::Config("too many ports".into()))?;
+            *slot = u32::try_from(i).map_err(|_| RelayError::Config("too many ports".into()))?;
         }
         Ok(Shard {
+            index,
             sessions,
-            control,
+            requests,
             ports: ports.to_vec(),
             socket_of_port,
             port_min,
             next_timer: None,
             timers_dirty: true,
             counters: ShardCounters::default(),
+            metrics: None,
+            next_report: Instant::now(),
         })
+    }
+
+    /// Publishes a report to `metrics` about once a second.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The shard's numbers now.
+    pub fn report(&self) -> ShardReport {
+        ShardReport {
+            shard: self.index,
+            relay: self.counters,
+            sessions: self.sessions.summary(),
+            media: self.sessions.media_summary(),
+        }
     }
 
     /// What the shard has done so far.
@@ -93,92 +141,109 @@ impl Shard {
         &self.sessions
     }
 
-    /// Builds the ring over `sockets` (the ng socket, then the relay ports
-    /// given to [`Shard::new`]) on this thread and runs until `stop` is set
-    /// or the ring fails.
+    /// Builds the ring over `sockets` (one per port given to
+    /// [`Shard::new`], in that order) on this thread, gives its waker to
+    /// `ready`, and runs until `stop` is set or the ring fails.
     pub fn run(
         &mut self,
         sockets: Vec<UdpSocket>,
         config: RingConfig,
+        ready: impl FnOnce(Result<Waker, String>),
         stop: &AtomicBool,
     ) -> Result<ShardCounters, RelayError> {
-        if sockets.len() != self.ports.len() + 1 {
-            return Err(RelayError::Config(
-                "one socket per relay port plus the ng socket".into(),
-            ));
+        if sockets.len() != self.ports.len() {
+            let e = "one socket per relay port".to_string();
+            ready(Err(e.clone()));
+            return Err(RelayError::Config(e));
         }
-        let mut ring = UdpRing::new(sockets, config).map_err(RelayError::Ring)?;
-        tracing::info!(defer_taskrun = ring.defer_taskrun(), "shard 0 ring ready");
+        let mut ring = match UdpRing::new(sockets, config) {
+            Ok(ring) => ring,
+            Err(e) => {
+                ready(Err(e.to_string()));
+                return Err(RelayError::Ring(e));
+            }
+        };
+        ready(Ok(ring.waker()));
+        let shard = self.index;
+        tracing::info!(
+            shard,
+            defer_taskrun = ring.defer_taskrun(),
+            ports = self.ports.len(),
+            "shard ring ready"
+        );
         while !stop.load(Ordering::Relaxed) {
             let wait = self.run_timers(Instant::now());
             ring.run_once(wait, |d, out| self.on_datagram(d, out))
                 .map_err(|e| {
-                    tracing::error!(error = %e, "io_uring wait failed");
+                    tracing::error!(shard, error = %e, "io_uring wait failed");
                     RelayError::Ring(e)
                 })?;
+            self.answer_requests(Instant::now());
         }
         let ring_counters = ring.counters();
-        tracing::info!(shard = ?self.counters, ring = ?ring_counters, "shard 0 stopped");
+        tracing::info!(shard, counters = ?self.counters, ring = ?ring_counters, "shard stopped");
         Ok(self.counters)
+    }
+
+    /// Answers the commands the control thread queued, a bounded number
+    /// per turn (the rest wait for the next turn, which comes at once
+    /// because their wake-up is still pending in the ring).
+    pub fn answer_requests(&mut self, now: Instant) {
+        for request in self.requests.try_iter().take(MAX_REQUESTS_PER_TURN) {
+            request.answer(now, &mut self.sessions);
+            self.counters.requests_answered += 1;
+            self.timers_dirty = true;
+        }
     }
 
     /// Runs the timers due at `now`; returns how long the ring may wait.
     fn run_timers(&mut self, now: Instant) -> std::time::Duration {
+        if let Some(metrics) = self.metrics.as_ref().filter(|_| self.next_report <= now) {
+            metrics.publish(self.report());
+            self.next_report = now + REPORT_INTERVAL;
+        }
         if self.next_timer.is_some_and(|at| at <= now) {
             self.sessions.handle_timeout(now);
-            self.control.handle_timeout(now);
             self.timers_dirty = true;
         }
         if self.timers_dirty {
             // Media only pushes call deadlines later, so the cached time
             // can only be early (a wasted wake-up), never late.
-            self.next_timer = match (self.sessions.poll_timeout(), self.control.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            self.next_timer = self.sessions.poll_timeout();
             self.timers_dirty = false;
         }
+        let report_wait = self.next_report.saturating_duration_since(now);
         self.next_timer
             .map_or(MAX_WAIT, |at| at.saturating_duration_since(now))
             .min(MAX_WAIT)
+            .min(report_wait)
     }
 
     /// Handles one datagram from the ring.
     pub fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_, '_>) {
-        let now = Instant::now();
-        if d.socket == NG_SOCKET {
-            self.on_control(now, d.src, d.payload, out);
-        } else if let Some(&port) = self.ports.get(d.socket - 1) {
-            self.on_media(now, port, d.payload, out);
+        if let Some(&port) = self.ports.get(d.socket) {
+            self.on_media(Instant::now(), port, d.src, d.payload, out);
         }
     }
 
-    fn on_control(
+    fn on_media(
         &mut self,
         now: Instant,
+        port: u16,
         src: SocketAddr,
         payload: &[u8],
         out: &mut Outbox<'_, '_>,
     ) {
-        self.counters.ng_received += 1;
-        let datagram = Bytes::copy_from_slice(payload);
-        let sessions = &mut self.sessions;
-        let reply = self
-            .control
-            .handle(now, &datagram, |incoming| sessions.handle(now, incoming));
-        self.timers_dirty = true;
-        if let Some(reply) = reply {
-            if let Err(e) = out.send_bytes(NG_SOCKET, src, reply) {
-                self.counters.ng_reply_failed += 1;
-                tracing::warn!(%src, error = %e, "ng reply not sent");
+        let (route, stats) = match self.sessions.on_media(now, port, src) {
+            MediaVerdict::Relay(route, stats) => (route, stats),
+            MediaVerdict::Unrouted => {
+                self.counters.media_unrouted += 1;
+                return;
             }
-        }
-    }
-
-    fn on_media(&mut self, now: Instant, port: u16, payload: &[u8], out: &mut Outbox<'_, '_>) {
-        let Some((route, stats)) = self.sessions.on_media(now, port) else {
-            self.counters.media_unrouted += 1;
-            return;
+            MediaVerdict::WrongSource => {
+                self.counters.media_dropped_source += 1;
+                return;
+            }
         };
         if classify(payload) == PacketKind::Rtp && !route.rtcp {
             // The header is read in place: no copy, no allocation.
@@ -205,7 +270,10 @@ impl Shard {
             other => other,
         };
         match sent {
-            Ok(()) => self.counters.media_relayed += 1,
+            Ok(()) => {
+                self.counters.media_relayed += 1;
+                self.counters.bytes_relayed += payload.len() as u64;
+            }
             Err(SendError::Full) => self.counters.media_dropped_full += 1,
             Err(e) => {
                 self.counters.send_failed += 1;
@@ -237,7 +305,6 @@ pub fn clock_rate_hz(payload_type: u8) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ng::Config;
     use crate::session::SessionConfig;
 
     fn shard(ports: &[u16]) -> Result<Shard, RelayError> {
@@ -247,15 +314,16 @@ mod tests {
             ..SessionConfig::default()
         };
         let sessions = Sessions::new(Instant::now(), config, 0, 1)?;
-        Shard::new(sessions, Control::new(&Config::default()), ports)
+        let (_, requests) = crossbeam_channel::bounded(1);
+        Shard::new(0, sessions, requests, ports)
     }
 
     #[test]
     fn ports_map_to_ring_sockets() -> Result<(), RelayError> {
         let s = shard(&[30_000, 30_001, 30_004])?;
-        assert_eq!(s.socket_of(30_000), Some(1));
-        assert_eq!(s.socket_of(30_001), Some(2));
-        assert_eq!(s.socket_of(30_004), Some(3));
+        assert_eq!(s.socket_of(30_000), Some(0));
+        assert_eq!(s.socket_of(30_001), Some(1));
+        assert_eq!(s.socket_of(30_004), Some(2));
         assert_eq!(s.socket_of(30_002), None);
         assert_eq!(s.socket_of(29_999), None);
         assert_eq!(s.socket_of(30_010), None);

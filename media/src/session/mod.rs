@@ -19,6 +19,13 @@
 //! arriving on a side's port goes to the other side's endpoint, sent from
 //! the other side's port ([`Sessions::route`]).
 //!
+//! Symmetric RTP: the first packet on a side's port tells where that side
+//! really is (behind a NAT it is seldom where its SDP says), and media to
+//! that side then goes there ([`Stream::latched`]), unless the side's
+//! signalling carried `asymmetric`. With `strict source` the side's
+//! packets from any other source are dropped once it is latched. New
+//! signalling with a new endpoint learns it afresh.
+//!
 //! The shell's contract, as everywhere here: call [`Sessions::handle`] for
 //! each request (inside [`Control::handle`](crate::ng::Control::handle)),
 //! [`Sessions::on_media`] for each relayed packet, and
@@ -38,8 +45,8 @@ use std::time::Duration;
 use crate::ports::DEFAULT_DELETE_DELAY;
 use crate::sdp::SdpLimits;
 
-pub use reply::{DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-pub use sessions::{Sessions, Stream};
+pub use reply::{list_limit, list_reply, statistics_reply, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+pub use sessions::{MediaVerdict, Sessions, Stream};
 
 /// rtpengine's "Unknown call-id" for answer and query of an unknown call.
 pub const UNKNOWN_CALL: &str = "Unknown call-id";
@@ -133,4 +140,82 @@ pub struct SessionCounters {
     pub sdp_errors: u64,
     /// Commands for calls (or tags) we do not hold.
     pub unknown_calls: u64,
+    /// Stream endpoints learned from the source of their first packet
+    /// (RTP and RTCP counted apart).
+    pub endpoints_latched: u64,
+    /// Packets dropped by `strict source`: from another source than the
+    /// latched one.
+    pub strict_source_drops: u64,
+}
+
+impl SessionCounters {
+    /// Adds `other`'s counts to these (the process total over shards).
+    pub fn add(&mut self, other: &SessionCounters) {
+        self.calls_created += other.calls_created;
+        self.calls_deleted += other.calls_deleted;
+        self.calls_timed_out += other.calls_timed_out;
+        self.calls_final_timed_out += other.calls_final_timed_out;
+        self.ran_out_of_ports += other.ran_out_of_ports;
+        self.table_full += other.table_full;
+        self.sdp_errors += other.sdp_errors;
+        self.unknown_calls += other.unknown_calls;
+        self.endpoints_latched += other.endpoints_latched;
+        self.strict_source_drops += other.strict_source_drops;
+    }
+}
+
+/// One shard's sessions in numbers, as `statistics` and the metrics report
+/// them; shards' summaries add up to the process's.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionsSummary {
+    /// Calls held.
+    pub calls: u64,
+    /// Port pairs held by calls.
+    pub ports_in_use: u64,
+    /// Port pairs free to allocate (not counting those in quarantine).
+    pub ports_free: u64,
+    /// What the session layer has done so far.
+    pub counters: SessionCounters,
+}
+
+impl SessionsSummary {
+    /// Adds `other` to this summary.
+    pub fn add(&mut self, other: &SessionsSummary) {
+        self.calls += other.calls;
+        self.ports_in_use += other.ports_in_use;
+        self.ports_free += other.ports_free;
+        self.counters.add(&other.counters);
+    }
+}
+
+/// The live streams of a shard in numbers (those that received media).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MediaSummary {
+    /// Streams that have received at least one packet.
+    pub streams_receiving: u64,
+    /// Packets lost on those streams so far (RFC 3550 cumulative loss).
+    pub packets_lost: u64,
+    /// The highest interarrival jitter among them, milliseconds.
+    pub jitter_ms_max: u32,
+    /// The sum of their MOS estimates, times 10.
+    pub mos_x10_sum: u64,
+    /// How many have a MOS estimate.
+    pub mos_rated: u64,
+    /// The lowest MOS estimate, times 10.
+    pub mos_x10_min: Option<u8>,
+}
+
+impl MediaSummary {
+    /// Adds `other` to this summary.
+    pub fn add(&mut self, other: &MediaSummary) {
+        self.streams_receiving += other.streams_receiving;
+        self.packets_lost += other.packets_lost;
+        self.jitter_ms_max = self.jitter_ms_max.max(other.jitter_ms_max);
+        self.mos_x10_sum += other.mos_x10_sum;
+        self.mos_rated += other.mos_rated;
+        self.mos_x10_min = match (self.mos_x10_min, other.mos_x10_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 }

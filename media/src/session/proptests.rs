@@ -1,6 +1,7 @@
 //! Property: any sequence of commands, media and time never panics and
 //! never leaks a port.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
@@ -71,7 +72,7 @@ proptest! {
                     s.handle_request(now, &delete(&format!("c{call}"), from, vec![]));
                 }
                 Op::Media { port } => {
-                    let _ = s.on_media(now, port);
+                    let _ = s.on_media(now, port, SocketAddr::from(([127, 0, 0, 1], 5000 + port % 3)));
                     let _ = s.route(port);
                 }
                 Op::Advance { secs } => {

@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::sessions::{Call, Sessions, Stream};
-use super::SessionConfig;
+use super::sessions::{Call, Stream};
+use super::{SessionConfig, SessionsSummary};
 use crate::ng::{Dict, Outcome, Value};
 use crate::stats::StatsSnapshot;
 
@@ -76,9 +76,15 @@ pub(super) fn call_stats(call: &Call, config: &SessionConfig, start: Instant) ->
 }
 
 fn stream_dict(stream: &Stream, config: &SessionConfig, start: Instant) -> Dict {
-    let mut d = Dict::with_capacity(4);
+    let mut d = Dict::with_capacity(5);
     d.push("local port", int(u64::from(stream.local_port)));
-    d.push("endpoint", endpoint(stream.remote));
+    // rtpengine's shape: `endpoint` is where media goes (the latched
+    // source once known), `advertised endpoint` what the SDP said. No
+    // `confirmed` flag: with four streams of long IPv6 addresses it would
+    // push the reply past one datagram.
+    let latched = stream.latched.filter(|_| stream.remote.is_some());
+    d.push("endpoint", endpoint(latched.or(stream.remote)));
+    d.push("advertised endpoint", endpoint(stream.remote));
     let last = stream
         .last_packet
         .map_or(Value::Int(0), |at| unix_s(at, config, start));
@@ -109,12 +115,21 @@ fn counts(s: &StatsSnapshot) -> Dict {
     d
 }
 
-/// `list`: `calls`, at most `limit` call-ids (in no particular order).
-pub(super) fn list_reply<'a>(ids: impl Iterator<Item = &'a Bytes>, limit: Option<u32>) -> Outcome {
-    let limit = limit
+/// How many call-ids `list` with `limit` answers with.
+pub fn list_limit(limit: Option<u32>) -> usize {
+    limit
         .map_or(DEFAULT_LIST_LIMIT, |l| l as usize)
-        .min(MAX_LIST_LIMIT);
-    let calls: Vec<Value> = ids.take(limit).map(|id| Value::from(id.clone())).collect();
+        .min(MAX_LIST_LIMIT)
+}
+
+/// `list`: `calls`, the call-ids given (in no particular order), at most
+/// [`list_limit`] of them.
+pub fn list_reply(ids: impl IntoIterator<Item = Bytes>, limit: Option<u32>) -> Outcome {
+    let calls: Vec<Value> = ids
+        .into_iter()
+        .take(list_limit(limit))
+        .map(Value::from)
+        .collect();
     let mut fields = Dict::with_capacity(1);
     fields.push("calls", calls);
     Outcome::ok_with(fields)
@@ -122,15 +137,14 @@ pub(super) fn list_reply<'a>(ids: impl Iterator<Item = &'a Bytes>, limit: Option
 
 /// `statistics`: rtpengine's `currentstatistics` and `totalstatistics`,
 /// with our port and refusal counts.
-pub(super) fn statistics_reply(sessions: &Sessions) -> Outcome {
-    let pool = sessions.pool();
-    let c = sessions.counters();
+pub fn statistics_reply(summary: &SessionsSummary) -> Outcome {
+    let c = &summary.counters;
     let mut current = Dict::with_capacity(5);
-    current.push("sessionsown", int(sessions.call_count() as u64));
+    current.push("sessionsown", int(summary.calls));
     current.push("sessionsforeign", Value::Int(0));
-    current.push("sessionstotal", int(sessions.call_count() as u64));
-    current.push("ports in use", int(pool.in_use_count() as u64));
-    current.push("ports free", int(pool.free_count() as u64));
+    current.push("sessionstotal", int(summary.calls));
+    current.push("ports in use", int(summary.ports_in_use));
+    current.push("ports free", int(summary.ports_free));
     let mut total = Dict::with_capacity(7);
     total.push("managedsessions", int(c.calls_created));
     total.push("deletedsessions", int(c.calls_deleted));

@@ -1,14 +1,15 @@
 //! The call table of one shard and the ng command handler over it.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::reply::{call_stats, list_reply, statistics_reply};
+use super::reply::{call_stats, list_limit, list_reply, statistics_reply};
 use super::{
-    Route, SessionConfig, SessionCounters, RAN_OUT_OF_PORTS, SDP_FAILED, TAG_MISMATCH, UNKNOWN_CALL,
+    MediaSummary, Route, SessionConfig, SessionCounters, SessionsSummary, RAN_OUT_OF_PORTS,
+    SDP_FAILED, TAG_MISMATCH, UNKNOWN_CALL,
 };
 use crate::ng::reply::{CALL_NOT_FOUND, LOAD_LIMIT_SESSIONS};
 use crate::ng::{
@@ -37,6 +38,100 @@ pub struct Stream {
     pub stats: StreamStats,
     /// When the last packet from this side arrived.
     pub last_packet: Option<Instant>,
+    /// Where this side's RTP really comes from: the source of the first
+    /// packet on `local_port` (symmetric RTP, so that media reaches a side
+    /// behind NAT). Media to this side goes here rather than to `remote`;
+    /// `None` until that packet, and always for an asymmetric side.
+    pub latched: Option<SocketAddr>,
+    /// The same for RTCP on `local_port + 1`. With rtcp-mux this side's
+    /// RTCP arrives on `local_port` and `latched` serves for both.
+    pub latched_rtcp: Option<SocketAddr>,
+    /// `asymmetric`: this side sends from elsewhere than it receives, so
+    /// it is never latched and media to it always goes to `remote`.
+    pub asymmetric: bool,
+    /// `strict source`: once latched, packets from any other source are
+    /// dropped.
+    pub strict_source: bool,
+}
+
+/// What a packet's source means for the stream it arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    /// The stream's first packet: its source is now the stream's address.
+    Learned,
+    /// The latched source, or any source where none is enforced.
+    Accepted,
+    /// Another source than the latched one, with `strict source`.
+    Refused,
+}
+
+impl Stream {
+    /// Checks the source `src` of a packet that arrived on this stream's
+    /// RTP (`rtcp` false) or RTCP port, latching onto it if it is the
+    /// first. Latching happens once: a later source change is accepted
+    /// (or refused with `strict source`) but not followed, until new
+    /// signalling resets it.
+    fn check_source(&mut self, rtcp: bool, src: SocketAddr) -> Source {
+        if self.asymmetric {
+            return Source::Accepted;
+        }
+        let slot = if rtcp && !self.local_rtcp_mux {
+            &mut self.latched_rtcp
+        } else {
+            &mut self.latched
+        };
+        match *slot {
+            None => {
+                *slot = Some(src);
+                Source::Learned
+            }
+            Some(at) if at == src || !self.strict_source => Source::Accepted,
+            Some(_) => Source::Refused,
+        }
+    }
+
+    /// Where RTP to this side goes: the latched source, else the SDP's
+    /// endpoint; nowhere while the SDP gives none (e.g. on hold).
+    fn rtp_target(&self) -> Option<SocketAddr> {
+        let advertised = self.remote?;
+        Some(self.latched.unwrap_or(advertised))
+    }
+
+    /// Where RTCP to this side goes, as [`Stream::rtp_target`] for RTCP.
+    fn rtcp_target(&self) -> Option<SocketAddr> {
+        let advertised = self.remote_rtcp?;
+        let latched = if self.local_rtcp_mux {
+            self.latched
+        } else {
+            self.latched_rtcp
+        };
+        Some(latched.unwrap_or(advertised))
+    }
+}
+
+/// What to do with a packet that arrived on a relay port
+/// ([`Sessions::on_media`]).
+#[derive(Debug)]
+pub enum MediaVerdict<'a> {
+    /// Send it along the route, after counting it in the statistics of
+    /// the stream it arrived on.
+    Relay(Route, &'a mut StreamStats),
+    /// No call holds the port, the other side has no address yet, or the
+    /// port is the RTCP port of a stream that uses rtcp-mux.
+    Unrouted,
+    /// The stream is latched onto another source and has `strict source`:
+    /// drop the packet without counting it.
+    WrongSource,
+}
+
+impl<'a> MediaVerdict<'a> {
+    /// The route and statistics when the packet is to be relayed.
+    pub fn relay(self) -> Option<(Route, &'a mut StreamStats)> {
+        match self {
+            MediaVerdict::Relay(route, stats) => Some((route, stats)),
+            MediaVerdict::Unrouted | MediaVerdict::WrongSource => None,
+        }
+    }
 }
 
 /// One side of a call (rtpengine's monologue).
@@ -163,8 +258,8 @@ impl Sessions {
             Command::Answer { ids, to_tag, sdp } => self.answer(now, ids, to_tag, sdp, options),
             Command::Delete { ids, .. } => self.delete(now, ids, options),
             Command::Query { call_id, .. } => self.query(call_id),
-            Command::List { limit } => list_reply(self.calls.keys(), *limit),
-            Command::Statistics => statistics_reply(self),
+            Command::List { limit } => list_reply(self.call_ids(list_limit(*limit)), *limit),
+            Command::Statistics => statistics_reply(&self.summary()),
         }
     }
 
@@ -315,6 +410,8 @@ impl Sessions {
                 stream.local_port = port;
                 stream.stats = StreamStats::new();
                 stream.last_packet = None;
+                stream.latched = None;
+                stream.latched_rtcp = None;
                 if port != 0 {
                     let owner = PortOwner {
                         call_id: call_id.clone(),
@@ -325,10 +422,26 @@ impl Sessions {
                 }
             }
             stream.local_rtcp_mux = media.is_some_and(|m| rewrite.rtcp_mux.muxed(&m));
-            let (remote, remote_rtcp) = media.as_ref().map_or((None, None), remote_of);
+            let (remote, remote_rtcp) = media
+                .as_ref()
+                .map_or((None, None), |m| remote_of(m, options.received_from));
             let peer = &mut call.sides[from].streams[index];
+            // A new endpoint in the SDP (a move, a re-INVITE from another
+            // device) is learned afresh from its first packet.
+            if peer.remote != remote {
+                peer.latched = None;
+            }
+            if peer.remote_rtcp != remote_rtcp {
+                peer.latched_rtcp = None;
+            }
             peer.remote = remote;
             peer.remote_rtcp = remote_rtcp;
+            peer.asymmetric = options.has_flag(Flag::Asymmetric);
+            peer.strict_source = options.has_flag(Flag::StrictSource);
+            if peer.asymmetric {
+                peer.latched = None;
+                peer.latched_rtcp = None;
+            }
         }
         Ok(rewritten)
     }
@@ -381,7 +494,8 @@ impl Sessions {
     }
 
     /// Where a packet arriving on relay port `local_port` goes: to the
-    /// other side's endpoint, from the other side's relay port. `None` when
+    /// other side's endpoint (the latched source, else its SDP's), from
+    /// the other side's relay port. `None` when
     /// no call holds the port, the other side is not known yet, or the
     /// port is the RTCP port of a stream that uses rtcp-mux.
     pub fn route(&self, local_port: u16) -> Option<Route> {
@@ -390,18 +504,45 @@ impl Sessions {
         route_in(call, owner, local_port)
     }
 
-    /// A packet arrived at `now` on relay port `local_port`: marks its call
-    /// alive and gives where the packet goes ([`Sessions::route`]) with the
-    /// stream's statistics, in one lookup (the relay loop's per-packet
-    /// path). `None` when no call holds the port or it has no route yet.
-    pub fn on_media(&mut self, now: Instant, local_port: u16) -> Option<(Route, &mut StreamStats)> {
-        let owner = self.ports.get(&(local_port & !1))?;
-        let call = self.calls.get_mut(&owner.call_id)?;
-        call.last_media = Some(now);
-        let route = route_in(call, owner, local_port);
-        let stream = call.sides[owner.side].streams.get_mut(owner.index)?;
+    /// A packet from `src` arrived at `now` on relay port `local_port`:
+    /// checks its source (latching the stream onto the first one, see
+    /// [`Stream::latched`]), marks its call alive and gives where the
+    /// packet goes ([`Sessions::route`]) with the stream's statistics, in
+    /// one lookup (the relay loop's per-packet path, which allocates
+    /// nothing). A packet refused by `strict source` changes nothing but
+    /// a counter.
+    pub fn on_media(&mut self, now: Instant, local_port: u16, src: SocketAddr) -> MediaVerdict<'_> {
+        let Some(owner) = self.ports.get(&(local_port & !1)) else {
+            return MediaVerdict::Unrouted;
+        };
+        let Some(call) = self.calls.get_mut(&owner.call_id) else {
+            return MediaVerdict::Unrouted;
+        };
+        let Some(stream) = call.sides[owner.side].streams.get_mut(owner.index) else {
+            return MediaVerdict::Unrouted;
+        };
+        let rtcp = local_port & 1 == 1;
+        if rtcp && stream.local_rtcp_mux {
+            // Nobody was told of this port: a stray packet latches nothing.
+            return MediaVerdict::Unrouted;
+        }
+        match stream.check_source(rtcp, src) {
+            Source::Learned => self.counters.endpoints_latched += 1,
+            Source::Accepted => {}
+            Source::Refused => {
+                self.counters.strict_source_drops += 1;
+                return MediaVerdict::WrongSource;
+            }
+        }
         stream.last_packet = Some(now);
-        Some((route?, &mut stream.stats))
+        call.last_media = Some(now);
+        let Some(route) = route_in(call, owner, local_port) else {
+            return MediaVerdict::Unrouted;
+        };
+        match call.sides[owner.side].streams.get_mut(owner.index) {
+            Some(stream) => MediaVerdict::Relay(route, &mut stream.stats),
+            None => MediaVerdict::Unrouted,
+        }
     }
 
     /// Deletes the calls whose timeout or final timeout has passed.
@@ -497,6 +638,48 @@ impl Sessions {
         self.calls.contains_key(call_id)
     }
 
+    /// At most `limit` of the held calls' call-ids, in no particular order.
+    pub fn call_ids(&self, limit: usize) -> Vec<Bytes> {
+        self.calls.keys().take(limit).cloned().collect()
+    }
+
+    /// The table in numbers, for `statistics` and metrics.
+    pub fn summary(&self) -> SessionsSummary {
+        SessionsSummary {
+            calls: self.calls.len() as u64,
+            ports_in_use: self.pool.in_use_count() as u64,
+            ports_free: self.pool.free_count() as u64,
+            counters: self.counters,
+        }
+    }
+
+    /// The live streams' quality in numbers, for metrics: a scan of the
+    /// table (bounded by [`SessionConfig::max_calls`]), made about once a
+    /// second.
+    pub fn media_summary(&self) -> MediaSummary {
+        let mut summary = MediaSummary::default();
+        let streams = self
+            .calls
+            .values()
+            .flat_map(|c| c.sides.iter())
+            .flat_map(|s| s.streams.iter());
+        for stream in streams {
+            let s = stream.stats.snapshot();
+            if s.packets == 0 {
+                continue;
+            }
+            summary.streams_receiving += 1;
+            summary.packets_lost += u64::try_from(s.lost.max(0)).unwrap_or(0);
+            summary.jitter_ms_max = summary.jitter_ms_max.max(s.jitter_ms);
+            if let Some(mos) = s.mos_x10 {
+                summary.mos_x10_sum += u64::from(mos);
+                summary.mos_rated += 1;
+                summary.mos_x10_min = Some(summary.mos_x10_min.map_or(mos, |m| m.min(mos)));
+            }
+        }
+        summary
+    }
+
     /// How many relay ports (RTP ports of pairs) the held calls own.
     pub fn ports_held(&self) -> usize {
         self.calls.values().map(|c| c.ports().count()).sum()
@@ -531,12 +714,19 @@ fn rewrite_options(options: &Options) -> RewriteOptions {
     }
 }
 
-/// Where the peer of `media` receives RTP and RTCP.
-fn remote_of(media: &Media<'_>) -> (Option<SocketAddr>, Option<SocketAddr>) {
+/// Where the peer of `media` receives RTP and RTCP. A `c=` host name
+/// (which we do not resolve) stands for `received_from`, the address the
+/// SIP message came from, when the request gives one; an unspecified
+/// address (`0.0.0.0`, hold) stays none.
+fn remote_of(
+    media: &Media<'_>,
+    received_from: Option<IpAddr>,
+) -> (Option<SocketAddr>, Option<SocketAddr>) {
     let Some(endpoint) = media.remote_endpoint() else {
         return (None, None);
     };
-    let Some(ip) = endpoint.ip.filter(|ip| !ip.is_unspecified()) else {
+    let ip = endpoint.ip.or(received_from);
+    let Some(ip) = ip.filter(|ip| !ip.is_unspecified()) else {
         return (None, None);
     };
     if endpoint.rtp_port == 0 {
@@ -555,7 +745,8 @@ fn remote_of(media: &Media<'_>) -> (Option<SocketAddr>, Option<SocketAddr>) {
 }
 
 /// Where a packet arriving on `local_port` of `call` (held by `owner`) goes:
-/// to the other side's endpoint, from the other side's relay port.
+/// to the other side's endpoint (latched, else from its SDP), from the
+/// other side's relay port.
 fn route_in(call: &Call, owner: &PortOwner, local_port: u16) -> Option<Route> {
     let rtcp = local_port & 1 == 1;
     let here = call.sides[owner.side].streams.get(owner.index)?;
@@ -570,13 +761,13 @@ fn route_in(call: &Call, owner: &PortOwner, local_port: u16) -> Option<Route> {
             peer.local_port.checked_add(1)?
         };
         Some(Route {
-            to: peer.remote_rtcp?,
+            to: peer.rtcp_target()?,
             from_port,
             rtcp,
         })
     } else {
         Some(Route {
-            to: peer.remote?,
+            to: peer.rtp_target()?,
             from_port: peer.local_port,
             rtcp,
         })

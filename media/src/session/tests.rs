@@ -1,6 +1,6 @@
 //! Scenario tests of the session layer, with a fake clock.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -25,6 +25,11 @@ const CALL: &str = "a84b4c76e66710@pc33";
 const TAG_A: &str = "1928301774";
 const TAG_B: &str = "a6c85cf";
 const RELAY: &str = "203.0.113.1";
+
+/// Where A's and B's packets come from when no NAT is in the way: the
+/// endpoints of their SDPs.
+const FROM_A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 2000);
+const FROM_B: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 5)), 4000);
 
 pub(super) fn config(port_min: u16, port_max: u16) -> SessionConfig {
     SessionConfig {
@@ -149,7 +154,7 @@ fn on_media_routes_counts_and_keeps_the_call_alive_in_one_lookup() {
     let mut s = sessions(t0);
     let (_, port_a) = established(&mut s, t0);
     let later = t0 + Duration::from_secs(50);
-    let (route, stats) = s.on_media(later, port_a).expect("routed");
+    let (route, stats) = s.on_media(later, port_a, FROM_A).relay().expect("routed");
     assert_eq!(stats.packets(), 0);
     assert_eq!(Some(route), s.route(port_a));
     assert_eq!(s.stream(port_a).and_then(|st| st.last_packet), Some(later));
@@ -160,7 +165,7 @@ fn on_media_routes_counts_and_keeps_the_call_alive_in_one_lookup() {
         "the packet at 50 s kept the call"
     );
     assert!(
-        s.on_media(later, port_a + 2).is_none(),
+        s.on_media(later, port_a + 2, FROM_A).relay().is_none(),
         "no call holds that port"
     );
 }
@@ -235,7 +240,10 @@ fn delete_replies_with_statistics_and_releases_after_the_delay() {
     // Two pairs: exactly one call's worth.
     let mut s = Sessions::new(t0, config(30_000, 30_003), 0, 1).expect("valid");
     let (port_b, port_a) = established(&mut s, t0);
-    assert!(s.on_media(t0 + Duration::from_secs(1), port_a).is_some());
+    assert!(s
+        .on_media(t0 + Duration::from_secs(1), port_a, FROM_A)
+        .relay()
+        .is_some());
     let stats = fields(s.handle_request(t0 + Duration::from_secs(2), &delete(CALL, TAG_A, vec![])));
     let keys: Vec<&[u8]> = stats.iter().map(|(k, _)| k.as_ref()).collect();
     assert_eq!(keys, [&b"created"[..], b"last signal", b"tags", b"totals"]);
@@ -357,7 +365,8 @@ fn a_call_without_media_times_out_and_media_keeps_it_alive() {
     s.handle_timeout(t0 + Duration::from_secs(59));
     assert_eq!(s.call_count(), 1);
     assert!(s
-        .on_media(t0 + Duration::from_secs(50), port_a + 1)
+        .on_media(t0 + Duration::from_secs(50), port_a + 1, FROM_A)
+        .relay()
         .is_some());
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(110)));
     s.handle_timeout(t0 + Duration::from_secs(100));
@@ -367,7 +376,10 @@ fn a_call_without_media_times_out_and_media_keeps_it_alive() {
     assert_eq!(s.pool().in_use_count(), 0);
     assert_eq!(s.counters().calls_timed_out, 1);
     assert_eq!(s.poll_timeout(), None);
-    assert!(s.on_media(t0 + Duration::from_secs(111), port_a).is_none());
+    assert!(s
+        .on_media(t0 + Duration::from_secs(111), port_a, FROM_A)
+        .relay()
+        .is_none());
 }
 
 #[test]
@@ -381,7 +393,7 @@ fn the_final_timeout_bounds_a_busy_call() {
     let (port_b, _) = established(&mut s, t0);
     for secs in [30, 60, 90] {
         let now = t0 + Duration::from_secs(secs);
-        assert!(s.on_media(now, port_b).is_some());
+        assert!(s.on_media(now, port_b, FROM_B).relay().is_some());
         s.handle_timeout(now);
     }
     assert_eq!(s.poll_timeout(), Some(t0 + Duration::from_secs(120)));
@@ -493,6 +505,14 @@ fn many_streams_keep_the_reply_within_a_datagram() {
         Outcome::Ok { .. }
     ));
     assert_eq!(s.pool().in_use_count(), 16);
+    // The longest shape: every stream latched onto a long address.
+    let far: SocketAddr = "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+        .parse()
+        .expect("an address");
+    for port in (30_000..30_100).step_by(2) {
+        let _ = s.on_media(t0, port, far);
+    }
+    assert_eq!(s.counters().endpoints_latched, 16);
     let stats = fields(s.handle_request(t0, &delete(CALL, TAG_A, vec![])));
     assert!(
         stats.to_bytes().len() < 1400,
@@ -564,4 +584,239 @@ fn rtcp_mux_uses_one_port_each_way() {
     assert_eq!(s.route(port_a + 1), None, "no RTCP port with rtcp-mux");
     let to_b = s.route(port_a).expect("routed");
     assert_eq!(to_b.to, addr("192.0.2.5:4000"));
+}
+
+/// A's packets as they arrive through a NAT: not from its SDP's address.
+const NAT_A: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 77)), 40_000);
+
+/// `request` with `flags` added.
+fn with_flags(mut request: Request, flags: &[Flag]) -> Request {
+    request.options.flags.extend_from_slice(flags);
+    request
+}
+
+fn is_relayed(verdict: MediaVerdict<'_>) -> bool {
+    matches!(verdict, MediaVerdict::Relay(..))
+}
+
+/// The first stream of side `tag` in a query reply.
+fn queried_stream(s: &mut Sessions, now: Instant, tag: &str) -> Dict {
+    let query = Command::Query {
+        call_id: Bytes::from_static(CALL.as_bytes()),
+        from_tag: None,
+        to_tag: None,
+    };
+    let stats = fields(s.handle_request(now, &request(query)));
+    stats
+        .get(b"tags")
+        .and_then(Value::as_dict)
+        .and_then(|t| t.get(tag.as_bytes()))
+        .and_then(Value::as_dict)
+        .and_then(|side| side.get(b"medias"))
+        .and_then(Value::as_list)
+        .and_then(|m| m.first())
+        .and_then(Value::as_dict)
+        .and_then(|m| m.get(b"streams"))
+        .and_then(Value::as_list)
+        .and_then(|l| l.first())
+        .and_then(Value::as_dict)
+        .cloned()
+        .expect("a stream")
+}
+
+fn endpoint_of(stream: &Dict, key: &str) -> Option<SocketAddr> {
+    let d = stream.get(key.as_bytes()).and_then(Value::as_dict)?;
+    let ip = d.get(b"address").and_then(Value::as_bytes)?;
+    let port = d.get(b"port").and_then(Value::as_int)?;
+    let ip: IpAddr = std::str::from_utf8(ip).ok()?.parse().ok()?;
+    Some(SocketAddr::new(ip, u16::try_from(port).ok()?))
+}
+
+#[test]
+fn the_first_packet_latches_and_media_goes_back_to_its_source() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (port_b, port_a) = established(&mut s, t0);
+    assert_eq!(s.route(port_b).expect("routed").to, FROM_A, "the SDP's");
+    let (to_b, _) = s.on_media(t0, port_a, NAT_A).relay().expect("relayed");
+    assert_eq!(to_b.to, FROM_B, "B's side is not affected");
+    assert_eq!(s.stream(port_a).and_then(|st| st.latched), Some(NAT_A));
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+    assert_eq!(s.counters().endpoints_latched, 1);
+    // Once: a later source is relayed (no strict source) but not followed.
+    let elsewhere = addr("203.0.113.78:40002");
+    assert!(is_relayed(s.on_media(t0, port_a, elsewhere)));
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+    assert_eq!(s.counters().endpoints_latched, 1);
+
+    let stream = queried_stream(&mut s, t0, TAG_A);
+    assert_eq!(endpoint_of(&stream, "endpoint"), Some(NAT_A));
+    assert_eq!(endpoint_of(&stream, "advertised endpoint"), Some(FROM_A));
+    let unlatched = queried_stream(&mut s, t0, TAG_B);
+    assert_eq!(endpoint_of(&unlatched, "endpoint"), Some(FROM_B));
+    assert_eq!(endpoint_of(&unlatched, "advertised endpoint"), Some(FROM_B));
+}
+
+#[test]
+fn strict_source_drops_packets_from_other_sources() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let strict = with_flags(offer(CALL, TAG_A, None, OFFER_SDP), &[Flag::StrictSource]);
+    let port_b = relay_port(s.handle_request(t0, &strict));
+    let port_a = relay_port(s.handle_request(t0, &answer(CALL, TAG_A, TAG_B, ANSWER_SDP)));
+    assert!(is_relayed(s.on_media(t0, port_a, NAT_A)));
+    let deadline = s.poll_timeout();
+
+    let later = t0 + Duration::from_secs(10);
+    let intruder = addr("198.51.100.66:6666");
+    assert!(matches!(
+        s.on_media(later, port_a, intruder),
+        MediaVerdict::WrongSource
+    ));
+    assert_eq!(s.counters().strict_source_drops, 1);
+    assert_eq!(s.stream(port_a).and_then(|st| st.last_packet), Some(t0));
+    assert_eq!(
+        s.poll_timeout(),
+        deadline,
+        "a dropped packet keeps nothing alive"
+    );
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+    // The latched source still gets through, and B, not strict, takes any.
+    assert!(is_relayed(s.on_media(later, port_a, NAT_A)));
+    assert!(is_relayed(s.on_media(later, port_b, intruder)));
+    assert!(is_relayed(s.on_media(later, port_b, FROM_B)));
+    assert_eq!(s.counters().strict_source_drops, 1);
+}
+
+#[test]
+fn an_asymmetric_side_is_never_latched() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b = relay_port(s.handle_request(t0, &offer(CALL, TAG_A, None, OFFER_SDP)));
+    let asymmetric = with_flags(
+        answer(CALL, TAG_A, TAG_B, ANSWER_SDP),
+        &[Flag::Asymmetric, Flag::StrictSource],
+    );
+    let port_a = relay_port(s.handle_request(t0, &asymmetric));
+    for port in [40_000, 40_002] {
+        let from = SocketAddr::new(FROM_B.ip(), port);
+        assert!(is_relayed(s.on_media(t0, port_b, from)), "any source");
+    }
+    assert_eq!(s.stream(port_b).and_then(|st| st.latched), None);
+    assert_eq!(s.route(port_a).expect("routed").to, FROM_B);
+    assert_eq!(
+        s.route(port_a + 1).expect("routed").to,
+        addr("192.0.2.5:4001")
+    );
+    assert_eq!(s.counters().endpoints_latched, 0);
+    assert_eq!(s.counters().strict_source_drops, 0);
+    // A, without the flag, is latched as usual.
+    assert!(is_relayed(s.on_media(t0, port_a, NAT_A)));
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+}
+
+#[test]
+fn a_new_endpoint_in_signalling_is_learned_afresh() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (port_b, port_a) = established(&mut s, t0);
+    assert!(is_relayed(s.on_media(t0, port_a, NAT_A)));
+    // The same SDP again (a refresh) keeps the latch.
+    s.handle_request(t0, &offer(CALL, TAG_A, Some(TAG_B), OFFER_SDP));
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+    // A moves: its SDP names another port; media goes there until A's
+    // next packet tells where it really is.
+    let moved = OFFER_SDP.replace("m=audio 2000", "m=audio 2002");
+    s.handle_request(t0, &offer(CALL, TAG_A, Some(TAG_B), &moved));
+    assert_eq!(
+        s.route(port_b).expect("routed").to,
+        addr("198.51.100.1:2002")
+    );
+    assert_eq!(s.stream(port_a).and_then(|st| st.latched), None);
+    let nat_again = addr("203.0.113.77:40100");
+    assert!(is_relayed(s.on_media(t0, port_a, nat_again)));
+    assert_eq!(s.route(port_b).expect("routed").to, nat_again);
+    assert_eq!(s.counters().endpoints_latched, 2);
+}
+
+#[test]
+fn rtcp_is_latched_apart_from_rtp() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (port_b, port_a) = established(&mut s, t0);
+    assert!(is_relayed(s.on_media(t0, port_a, NAT_A)));
+    assert_eq!(
+        s.route(port_b + 1).expect("routed").to,
+        addr("198.51.100.1:2001"),
+        "RTCP is not latched by RTP"
+    );
+    let nat_rtcp = addr("203.0.113.77:40001");
+    let (route, _) = s
+        .on_media(t0, port_a + 1, nat_rtcp)
+        .relay()
+        .expect("relayed");
+    assert!(route.rtcp);
+    assert_eq!(route.to, addr("192.0.2.5:4001"));
+    assert_eq!(s.route(port_b + 1).expect("routed").to, nat_rtcp);
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+    assert_eq!(
+        s.stream(port_a).and_then(|st| st.latched_rtcp),
+        Some(nat_rtcp)
+    );
+    assert_eq!(s.counters().endpoints_latched, 2);
+}
+
+#[test]
+fn with_rtcp_mux_rtcp_follows_the_rtp_latch() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let muxed = OFFER_SDP.replace("a=sendrecv\r\n", "a=sendrecv\r\na=rtcp-mux\r\n");
+    let mut request = offer(CALL, TAG_A, None, &muxed);
+    request.options.rtcp_mux = vec![ng::RtcpMux::Require];
+    let port_b = relay_port_muxed(s.handle_request(t0, &request));
+    let mut reply = answer(
+        CALL,
+        TAG_A,
+        TAG_B,
+        &ANSWER_SDP.replace("a=sendrecv", "a=rtcp-mux"),
+    );
+    reply.options.rtcp_mux = vec![ng::RtcpMux::Require];
+    let port_a = relay_port_muxed(s.handle_request(t0, &reply));
+    assert!(is_relayed(s.on_media(t0, port_a, NAT_A)));
+    assert_eq!(s.route(port_b).expect("routed").to, NAT_A);
+    // The unused RTCP port neither routes nor latches.
+    assert!(matches!(
+        s.on_media(t0, port_a + 1, addr("203.0.113.77:40001")),
+        MediaVerdict::Unrouted
+    ));
+    assert_eq!(s.stream(port_a).and_then(|st| st.latched_rtcp), None);
+    assert_eq!(s.counters().endpoints_latched, 1);
+}
+
+/// The RTP port of a reply's SDP that uses rtcp-mux.
+fn relay_port_muxed(outcome: Outcome) -> u16 {
+    let fields = fields(outcome);
+    let sdp = fields.get(b"sdp").and_then(Value::as_bytes).expect("sdp");
+    let parsed = Sdp::parse(sdp.clone(), &SdpLimits::default()).expect("parses");
+    parsed.media_at(0).expect("m=").port()
+}
+
+#[test]
+fn a_host_name_in_the_sdp_stands_for_received_from() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let named = OFFER_SDP.replace("c=IN IP4 198.51.100.1", "c=IN IP4 pc33.example.com");
+    let mut request = offer(CALL, TAG_A, None, &named);
+    request.options.received_from = Some("198.51.100.9".parse().expect("an IP"));
+    let port_b = relay_port(s.handle_request(t0, &request));
+    s.handle_request(t0, &answer(CALL, TAG_A, TAG_B, ANSWER_SDP));
+    assert_eq!(
+        s.route(port_b).expect("routed").to,
+        addr("198.51.100.9:2000")
+    );
+    // Without received-from a host name gives no endpoint to send to.
+    let mut s = sessions(t0);
+    let port_b = relay_port(s.handle_request(t0, &offer(CALL, TAG_A, None, &named)));
+    s.handle_request(t0, &answer(CALL, TAG_A, TAG_B, ANSWER_SDP));
+    assert_eq!(s.route(port_b), None);
 }
