@@ -2,10 +2,11 @@
 //! runs them as an operator would, and start real peers on loopback — SIPp
 //! ([`sipp`]) and Kamailio ([`kamailio`]) — on free ports ([`ports`]), owning
 //! their processes ([`process`]); run the edge proxy itself the same way
-//! ([`edge`]).
+//! ([`edge`]), and the RTP relay `media` with an ng client ([`media_relay`]).
 
 pub mod edge;
 pub mod kamailio;
+pub mod media_relay;
 pub mod ports;
 pub mod process;
 pub mod rpc;
@@ -28,6 +29,14 @@ pub fn edge_binary() -> PathBuf {
 pub fn bench_binary() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| workspace_binary("bench", "bench"))
+        .clone()
+}
+
+/// Path to the workspace's `media` binary (the RTP relay), built in the
+/// profile of the running test if it is not there yet.
+pub fn media_binary() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| workspace_binary("media", "media"))
         .clone()
 }
 

@@ -50,6 +50,41 @@ pub fn free_udp_ports(n: usize) -> Vec<u16> {
     ports
 }
 
+/// The first port of `n` consecutive free UDP ports on 127.0.0.1, none
+/// handed out before by this process: a relay's port range. The first port
+/// is even, so the range splits into RTP/RTCP pairs (RFC 3550 section 11).
+/// Candidate ranges start at a kernel-chosen port (so parallel test
+/// processes spread out) and every port is probed by binding it; the probes
+/// are closed before returning.
+pub fn free_udp_range(n: u16) -> u16 {
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    for _ in 0..100 {
+        let kernel = UdpSocket::bind(SocketAddrV4::new(LOOPBACK, 0))
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .expect("binding a UDP socket on 127.0.0.1 works");
+        let Some((seed, end)) = kernel
+            .checked_add(kernel % 2)
+            .and_then(|seed| Some((seed, seed.checked_add(n)?)))
+        else {
+            continue;
+        };
+        if (seed..end).any(|p| handed_out.contains(&p)) {
+            continue;
+        }
+        let held: Result<Vec<UdpSocket>, _> = (seed..end)
+            .map(|p| UdpSocket::bind(SocketAddrV4::new(LOOPBACK, p)))
+            .collect();
+        if held.is_ok() {
+            handed_out.extend(seed..end);
+            return seed;
+        }
+    }
+    panic!("could not find {n} consecutive free UDP ports");
+}
+
 /// One free TCP port on 127.0.0.1 (for an HTTP server of a peer), not
 /// handed out before by this process.
 pub fn free_tcp_port() -> u16 {
@@ -112,5 +147,17 @@ mod tests {
         }
         let more = free_udp_ports(8);
         assert!(more.iter().all(|p| !distinct.contains(p)));
+    }
+
+    #[test]
+    fn a_range_is_consecutive_free_and_not_handed_out_again() {
+        let first = free_udp_range(16);
+        assert_eq!(first % 2, 0, "{first} starts no RTP/RTCP pair");
+        let held: Vec<UdpSocket> = (first..first + 16)
+            .map(|p| UdpSocket::bind(loopback(p)).unwrap())
+            .collect();
+        assert_eq!(held.len(), 16);
+        let singles = free_udp_ports(8);
+        assert!(singles.iter().all(|p| !(first..first + 16).contains(p)));
     }
 }
