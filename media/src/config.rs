@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use edge::runtime::datagram_io::Backend;
 use edge::runtime::uring::RingConfig;
 use serde::Deserialize;
 
@@ -71,6 +72,22 @@ pub struct Options {
     /// Data-plane threads, one pinned ring each [default: 1].
     #[arg(long)]
     pub cores: Option<usize>,
+    /// The UDP driver: io_uring, recvmmsg/sendmmsg, or io_uring when this
+    /// kernel runs it [default: auto].
+    #[arg(long, value_enum)]
+    pub io: Option<IoDriver>,
+}
+
+/// The `io` setting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IoDriver {
+    /// io_uring if a probe ring works, else recvmmsg/sendmmsg.
+    Auto,
+    /// io_uring: multishot receive into a provided buffer ring.
+    IoUring,
+    /// recvmmsg/sendmmsg over epoll.
+    Mmsg,
 }
 
 /// Why the settings cannot be used.
@@ -145,6 +162,7 @@ impl Options {
             delete_delay: over.delete_delay.or(self.delete_delay),
             max_sessions: over.max_sessions.or(self.max_sessions),
             cores: over.cores.or(self.cores),
+            io: over.io.or(self.io),
         }
     }
 
@@ -186,6 +204,11 @@ impl Options {
             },
             shards,
             ring: RingConfig::default(),
+            io: match self.io {
+                None | Some(IoDriver::Auto) => None,
+                Some(IoDriver::IoUring) => Some(Backend::IoUring),
+                Some(IoDriver::Mmsg) => Some(Backend::Mmsg),
+            },
         })
     }
 }
@@ -196,7 +219,7 @@ mod tests {
 
     const FILE: &str = "interface = \"192.0.2.10\"\nlisten-ng = \"127.0.0.1:2223\"\n\
                         port-min = 31000\nport-max = 31999\ntimeout = 30\ncores = 2\n\
-                        listen-http = \"127.0.0.1:9900\"\n";
+                        listen-http = \"127.0.0.1:9900\"\nio = \"mmsg\"\n";
 
     #[test]
     fn the_file_uses_the_option_names() -> Result<(), ConfigError> {
@@ -214,6 +237,7 @@ mod tests {
         );
         assert_eq!(config.shards, 2);
         assert_eq!(config.listen_http.map(|a| a.port()), Some(9_900));
+        assert_eq!(config.io, Some(Backend::Mmsg));
         Ok(())
     }
 

@@ -313,3 +313,20 @@ fn a_bad_config_file_is_refused_with_its_line() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn the_recvmmsg_driver_relays_like_the_ring() -> TestResult {
+    let relay = start_relay_with(
+        60,
+        &["--io".into(), "mmsg".into(), "--cores".into(), "2".into()],
+    )?;
+    let ng = Ng::new(relay.ng)?;
+    ng.wait_ready()?;
+    for id in [call_ids_on(0, 2, 1), call_ids_on(1, 2, 1)].concat() {
+        let (a, b) = (bound()?, bound()?);
+        let (port_b, port_a) = establish_call(&ng, &id, &a, &b)?;
+        relay_packets(&a, port_a, &b, port_b)?;
+        relay_packets(&b, port_b, &a, port_a)?;
+    }
+    Ok(())
+}

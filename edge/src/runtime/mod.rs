@@ -7,6 +7,8 @@
 //! 15.7 µs of CPU per forwarded datagram against 10.9 µs for this ring at
 //! 50k datagrams/s (`examples/udp_forward_cost.rs`, docs/benchmarks.md).
 
+pub mod datagram_io;
+pub mod mmsg;
 mod preflight;
 mod router;
 mod shard;

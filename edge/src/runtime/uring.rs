@@ -26,11 +26,12 @@
 //! is also what `IORING_SETUP_SINGLE_ISSUER` requires). Only [`Waker`] crosses
 //! threads.
 //!
-//! There is no recvmmsg/sendmmsg fallback yet: [`UdpRing::new`] fails with the
-//! kernel's error when io_uring, the provided buffer ring (5.19) or multishot
-//! `RECVMSG` (6.0) is unavailable, and the caller must refuse to start.
+//! [`UdpRing::new`] fails with the kernel's error when io_uring, the provided
+//! buffer ring (5.19) or multishot `RECVMSG` (6.0) is unavailable; the
+//! recvmmsg/sendmmsg + epoll driver in [`super::mmsg`] has the same shape,
+//! and [`super::datagram_io::UdpDriver`] picks one of the two at start.
 //!
-//! All `unsafe` lives in this file; each block says why it holds. The kernel
+//! All of the ring's `unsafe` lives in this file; each block says why it holds. The kernel
 //! reads and writes memory this struct owns (receive buffers, the buffer ring,
 //! send slots, the eventfd read target) while operations are in flight, so
 //! that memory is allocated once, never moved, never referenced by Rust while
@@ -188,6 +189,26 @@ pub struct Waker {
 }
 
 impl Waker {
+    /// A new eventfd (blocking: the ring's read of it must wait, and the
+    /// fallback driver reads it only when epoll says it is readable).
+    pub(crate) fn new_eventfd() -> io::Result<Self> {
+        // SAFETY: eventfd takes no pointers; the result is checked.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
+        let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+        Ok(Self {
+            eventfd: Arc::new(file),
+        })
+    }
+
+    /// The eventfd the driver waits on.
+    pub(crate) fn eventfd(&self) -> &File {
+        &self.eventfd
+    }
+
     /// Makes the ring's current or next `run_once` return promptly.
     pub fn wake(&self) -> io::Result<()> {
         (&*self.eventfd).write_all(&1u64.to_ne_bytes())
@@ -271,13 +292,7 @@ impl UdpRing {
                 0,
             )?;
         }
-        // SAFETY: eventfd takes no pointers; the result is checked.
-        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by eventfd and is owned by nobody else.
-        let wake_file = Arc::new(File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+        let wake_file = Waker::new_eventfd()?.eventfd;
         let sockets = sockets
             .into_iter()
             .map(|socket| {
@@ -830,7 +845,7 @@ impl ProvidedBuffers {
 /// Room for either address family, for `msg_name`.
 #[repr(C)]
 #[derive(Clone, Copy)]
-union SockAddrBuf {
+pub(super) union SockAddrBuf {
     v4: libc::sockaddr_in,
     v6: libc::sockaddr_in6,
 }
@@ -974,7 +989,7 @@ fn build_ring(entries: u32, cq: u32, defer_taskrun: bool) -> io::Result<IoUring>
     }
 }
 
-fn write_sockaddr(buf: &mut SockAddrBuf, addr: SocketAddr) -> libc::socklen_t {
+pub(super) fn write_sockaddr(buf: &mut SockAddrBuf, addr: SocketAddr) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             buf.v4 = libc::sockaddr_in {
@@ -1003,7 +1018,7 @@ fn write_sockaddr(buf: &mut SockAddrBuf, addr: SocketAddr) -> libc::socklen_t {
 }
 
 /// Reads a `sockaddr_in` or `sockaddr_in6` from the bytes the kernel wrote.
-fn parse_sockaddr(name: &[u8]) -> Option<SocketAddr> {
+pub(super) fn parse_sockaddr(name: &[u8]) -> Option<SocketAddr> {
     let family = i32::from(u16::from_ne_bytes(name.get(0..2)?.try_into().ok()?));
     let port = u16::from_be_bytes(name.get(2..4)?.try_into().ok()?);
     match family {

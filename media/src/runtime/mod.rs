@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use edge::runtime::datagram_io::{probe_io_uring, Backend};
 use edge::runtime::uring::{RingConfig, Waker};
 
 use crate::ng;
@@ -68,8 +69,11 @@ pub struct RelayConfig {
     pub sessions: SessionConfig,
     /// Shards (threads, each with its ring and its share of the ports).
     pub shards: usize,
-    /// The size of each shard's ring.
+    /// The size of each shard's ring (or of its recvmmsg/sendmmsg buffers).
     pub ring: RingConfig,
+    /// Which UDP driver the shards use; `None` probes io_uring and falls
+    /// back to recvmmsg/sendmmsg.
+    pub io: Option<Backend>,
 }
 
 /// Why the relay did not start or stopped.
@@ -185,7 +189,7 @@ fn spawn_shard(
     index: usize,
     prepared: PreparedShard,
     requests: crossbeam_channel::Receiver<ShardRequest>,
-    ring: RingConfig,
+    (ring, backend): (RingConfig, Backend),
     ready: crossbeam_channel::Sender<(usize, Result<Waker, String>)>,
     metrics: Metrics,
     stop: Arc<AtomicBool>,
@@ -200,7 +204,13 @@ fn spawn_shard(
                 ports,
             } = prepared;
             let mut shard = Shard::new(index, sessions, requests, &ports)?.with_metrics(metrics);
-            let result = shard.run(sockets, ring, |w| drop(ready.send((index, w))), &stop);
+            let result = shard.run(
+                sockets,
+                ring,
+                backend,
+                |w| drop(ready.send((index, w))),
+                &stop,
+            );
             // One shard failing stops the relay: its calls are unreachable.
             stop.store(true, Ordering::Relaxed);
             result
@@ -230,6 +240,7 @@ pub fn run(config: RelayConfig, stop: Arc<AtomicBool>) -> Result<ShardCounters, 
         .listen_tcp_ng
         .map(|addr| control::bind_tcp(addr).map_err(|source| RelayError::Bind { addr, source }))
         .transpose()?;
+    let backend = choose_backend(&config);
     let metrics = Metrics::default();
     let http = config
         .listen_http
@@ -263,7 +274,7 @@ pub fn run(config: RelayConfig, stop: Arc<AtomicBool>) -> Result<ShardCounters, 
             index,
             shard,
             rx,
-            config.ring,
+            (config.ring, backend),
             ready,
             metrics.clone(),
             stop.clone(),
@@ -313,6 +324,21 @@ pub fn run(config: RelayConfig, stop: Arc<AtomicBool>) -> Result<ShardCounters, 
     }
     tracing::info!(ng = ?plane.counters(), "control plane stopped");
     result
+}
+
+/// The UDP driver every shard uses: the configured one, or io_uring if
+/// this kernel runs it (a probe ring must receive a datagram), else
+/// recvmmsg/sendmmsg. Logged, since the two differ in cost per packet.
+fn choose_backend(config: &RelayConfig) -> Backend {
+    let backend = config.io.unwrap_or_else(|| match probe_io_uring(config.ring) {
+        Ok(()) => Backend::IoUring,
+        Err(e) => {
+            tracing::warn!(error = %e, "io_uring is not usable here: falling back to recvmmsg/sendmmsg");
+            Backend::Mmsg
+        }
+    });
+    tracing::info!(io = ?backend, chosen = config.io.is_some(), "UDP driver");
+    backend
 }
 
 /// Waits for every shard's waker, in shard order.

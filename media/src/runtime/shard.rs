@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use crossbeam_channel::Receiver;
-use edge::runtime::uring::{Datagram, Outbox, RingConfig, SendError, UdpRing, Waker};
+use edge::runtime::datagram_io::{Backend, DatagramSink, UdpDriver};
+use edge::runtime::uring::{Datagram, RingConfig, SendError, Waker};
 
 use super::dispatch::ShardRequest;
 use super::{RelayError, MAX_WAIT};
@@ -141,13 +142,15 @@ impl Shard {
         &self.sessions
     }
 
-    /// Builds the ring over `sockets` (one per port given to
-    /// [`Shard::new`], in that order) on this thread, gives its waker to
-    /// `ready`, and runs until `stop` is set or the ring fails.
+    /// Builds the driver (`backend`: the io_uring ring, or recvmmsg and
+    /// sendmmsg) over `sockets` (one per port given to [`Shard::new`], in
+    /// that order) on this thread, gives its waker to `ready`, and runs
+    /// until `stop` is set or the driver fails.
     pub fn run(
         &mut self,
         sockets: Vec<UdpSocket>,
         config: RingConfig,
+        backend: Backend,
         ready: impl FnOnce(Result<Waker, String>),
         stop: &AtomicBool,
     ) -> Result<ShardCounters, RelayError> {
@@ -156,7 +159,7 @@ impl Shard {
             ready(Err(e.clone()));
             return Err(RelayError::Config(e));
         }
-        let mut ring = match UdpRing::new(sockets, config) {
+        let mut ring = match UdpDriver::new(sockets, config, backend) {
             Ok(ring) => ring,
             Err(e) => {
                 ready(Err(e.to_string()));
@@ -220,7 +223,7 @@ impl Shard {
     }
 
     /// Handles one datagram from the ring.
-    pub fn on_datagram(&mut self, d: Datagram<'_>, out: &mut Outbox<'_, '_>) {
+    pub fn on_datagram(&mut self, d: Datagram<'_>, out: &mut dyn DatagramSink) {
         if let Some(&port) = self.ports.get(d.socket) {
             self.on_media(Instant::now(), port, d.src, d.payload, out);
         }
@@ -232,7 +235,7 @@ impl Shard {
         port: u16,
         src: SocketAddr,
         payload: &[u8],
-        out: &mut Outbox<'_, '_>,
+        out: &mut dyn DatagramSink,
     ) {
         let (route, stats) = match self.sessions.on_media(now, port, src) {
             MediaVerdict::Relay(route, stats) => (route, stats),
