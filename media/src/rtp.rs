@@ -761,6 +761,56 @@ impl Iterator for ReportBlocks<'_> {
 
 impl ExactSizeIterator for ReportBlocks<'_> {}
 
+/// The most `a=rtpmap` clock rates kept per stream.
+pub const MAX_CLOCK_RATES: usize = 16;
+
+/// The RTP clock rate of a static payload type (RFC 3551 tables 4 and 5);
+/// 8 kHz for any other type, the most common rate of dynamic voice types.
+pub fn static_clock_rate_hz(payload_type: u8) -> u32 {
+    match payload_type {
+        6 => 16_000,
+        10 | 11 => 44_100,
+        16 => 11_025,
+        17 => 22_050,
+        14 | 25 | 26 | 28 | 31..=34 => 90_000,
+        _ => 8_000,
+    }
+}
+
+/// The clock rates an SDP's `a=rtpmap` lines give its payload types
+/// (Opus at 48 kHz, wideband codecs at 16 kHz), looked up per packet
+/// without allocating; types it does not map fall back to
+/// [`static_clock_rate_hz`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockRates {
+    entries: [(u8, u32); MAX_CLOCK_RATES],
+    len: u8,
+}
+
+impl ClockRates {
+    /// The first [`MAX_CLOCK_RATES`] non-zero rates of `rtpmaps`
+    /// (payload type, clock rate); later ones are ignored.
+    pub fn from_rtpmaps(rtpmaps: impl IntoIterator<Item = (u8, u32)>) -> Self {
+        let mut rates = ClockRates::default();
+        for (payload_type, rate_hz) in rtpmaps.into_iter().filter(|&(_, hz)| hz > 0) {
+            let Some(slot) = rates.entries.get_mut(usize::from(rates.len)) else {
+                break;
+            };
+            *slot = (payload_type, rate_hz);
+            rates.len += 1;
+        }
+        rates
+    }
+
+    /// The clock rate of `payload_type`.
+    pub fn rate_hz(&self, payload_type: u8) -> u32 {
+        self.entries[..usize::from(self.len)]
+            .iter()
+            .find(|&&(pt, _)| pt == payload_type)
+            .map_or_else(|| static_clock_rate_hz(payload_type), |&(_, hz)| hz)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1198,5 +1248,22 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn clock_rates_come_from_rtpmap_then_the_static_table() {
+        assert_eq!(static_clock_rate_hz(0), 8_000);
+        assert_eq!(static_clock_rate_hz(9), 8_000);
+        assert_eq!(static_clock_rate_hz(6), 16_000);
+        assert_eq!(static_clock_rate_hz(26), 90_000);
+        assert_eq!(static_clock_rate_hz(101), 8_000);
+        let rates = ClockRates::from_rtpmaps([(111, 48_000), (101, 8_000), (96, 0)]);
+        assert_eq!(rates.rate_hz(111), 48_000);
+        assert_eq!(rates.rate_hz(101), 8_000);
+        assert_eq!(rates.rate_hz(96), 8_000);
+        assert_eq!(rates.rate_hz(26), 90_000);
+        let many = ClockRates::from_rtpmaps((96..127).map(|pt| (pt, 16_000)));
+        assert_eq!(many.rate_hz(96 + MAX_CLOCK_RATES as u8 - 1), 16_000);
+        assert_eq!(many.rate_hz(96 + MAX_CLOCK_RATES as u8), 8_000);
     }
 }

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::rtp::RtpView;
+use crate::rtp::{ClockRates, RtpView};
 
 /// A.1: a forward jump of fewer sequence numbers than this is a gap (loss),
 /// not a new sequence.
@@ -261,12 +261,35 @@ pub struct StreamStats {
     epoch: Option<Instant>,
     /// One-way latency for the MOS estimate, set by the caller.
     latency_ms: u32,
+    /// The clock rates of the stream's payload types, from its SDP.
+    clock_rates: ClockRates,
 }
 
 impl StreamStats {
     /// Statistics of a stream that has received nothing yet.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Takes the clock rates of the stream's payload types (its SDP's
+    /// `a=rtpmap` lines) for [`StreamStats::on_rtp`].
+    pub fn set_clock_rates(&mut self, clock_rates: ClockRates) {
+        self.clock_rates = clock_rates;
+    }
+
+    /// Starts counting afresh (a new relay port), keeping the clock rates.
+    pub fn reset(&mut self) {
+        *self = StreamStats {
+            clock_rates: self.clock_rates,
+            ..StreamStats::default()
+        };
+    }
+
+    /// Counts an RTP packet that arrived at `arrival`, at the clock rate
+    /// its payload type has in the stream's SDP.
+    pub fn on_rtp(&mut self, arrival: Instant, rtp: &RtpView<'_>) -> SeqUpdate {
+        let rate_hz = self.clock_rates.rate_hz(rtp.payload_type());
+        self.on_packet(arrival, rtp, rate_hz)
     }
 
     /// Counts a packet that arrived at `arrival`; `clock_rate_hz` is the

@@ -252,7 +252,7 @@ impl Shard {
             // The header is read in place: no copy, no allocation.
             match RtpView::parse(payload) {
                 Ok(view) => {
-                    stats.on_packet(now, &view, clock_rate_hz(view.payload_type()));
+                    stats.on_rtp(now, &view);
                 }
                 Err(_) => {
                     stats.on_error();
@@ -292,19 +292,6 @@ impl Shard {
     }
 }
 
-/// The RTP clock rate of a static payload type (RFC 3551 table 4 and 5);
-/// dynamic types are assumed 8 kHz until the SDP's rtpmap is kept per stream.
-pub fn clock_rate_hz(payload_type: u8) -> u32 {
-    match payload_type {
-        6 => 16_000,
-        10 | 11 => 44_100,
-        16 => 11_025,
-        17 => 22_050,
-        14 | 25 | 26 | 28 | 31..=34 => 90_000,
-        _ => 8_000,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,15 +324,5 @@ mod tests {
     fn ports_outside_the_range_are_refused() {
         assert!(shard(&[30_010]).is_err());
         assert!(shard(&[29_000]).is_err());
-    }
-
-    #[test]
-    fn clock_rates_of_static_types() {
-        assert_eq!(clock_rate_hz(0), 8_000);
-        assert_eq!(clock_rate_hz(8), 8_000);
-        assert_eq!(clock_rate_hz(9), 8_000);
-        assert_eq!(clock_rate_hz(6), 16_000);
-        assert_eq!(clock_rate_hz(26), 90_000);
-        assert_eq!(clock_rate_hz(101), 8_000);
     }
 }

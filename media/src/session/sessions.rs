@@ -17,6 +17,7 @@ use crate::ng::{
     RtcpMux as NgRtcpMux, Warning,
 };
 use crate::ports::{PortConfigError, PortPool};
+use crate::rtp::ClockRates;
 use crate::sdp::{Media, RelayEndpoint, RewriteOptions, RtcpMux, Sdp};
 use crate::stats::StreamStats;
 
@@ -408,7 +409,7 @@ impl Sessions {
             let stream = &mut call.sides[to].streams[index];
             if old != port {
                 stream.local_port = port;
-                stream.stats = StreamStats::new();
+                stream.stats.reset();
                 stream.last_packet = None;
                 stream.latched = None;
                 stream.latched_rtcp = None;
@@ -436,6 +437,13 @@ impl Sessions {
             }
             peer.remote = remote;
             peer.remote_rtcp = remote_rtcp;
+            // The payload types a side lists are those it sends too (RFC
+            // 3264 section 5.1), so its rtpmaps clock its own stream.
+            if let Some(m) = &media {
+                let rtpmaps = m.rtpmaps().map(|r| (r.payload_type, r.clock_rate_hz));
+                peer.stats
+                    .set_clock_rates(ClockRates::from_rtpmaps(rtpmaps));
+            }
             peer.asymmetric = options.has_flag(Flag::Asymmetric);
             peer.strict_source = options.has_flag(Flag::StrictSource);
             if peer.asymmetric {

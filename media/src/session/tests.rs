@@ -820,3 +820,36 @@ fn a_host_name_in_the_sdp_stands_for_received_from() {
     s.handle_request(t0, &answer(CALL, TAG_A, TAG_B, ANSWER_SDP));
     assert_eq!(s.route(port_b), None);
 }
+
+/// An RTP packet of payload type `pt` with `seq` and `timestamp`.
+fn rtp_packet(pt: u8, seq: u16, timestamp: u32) -> Vec<u8> {
+    let mut p = vec![0x80, pt];
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&timestamp.to_be_bytes());
+    p.extend_from_slice(&0x0bad_cafe_u32.to_be_bytes());
+    p.extend_from_slice(&[0; 80]);
+    p
+}
+
+#[test]
+fn jitter_is_measured_at_the_clock_rate_the_sdp_maps() {
+    let opus_offer = "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\n\
+        t=0 0\r\nm=audio 2000 RTP/AVP 111\r\na=rtpmap:111 opus/48000/2\r\n";
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b = relay_port(s.handle_request(t0, &offer(CALL, TAG_A, None, opus_offer)));
+    let port_a = relay_port(s.handle_request(t0, &answer(CALL, TAG_A, TAG_B, ANSWER_SDP)));
+    assert_ne!(port_a, port_b);
+    // Opus at 48 kHz, a packet every 20 ms exactly: 960 ticks each. Read
+    // at 8 kHz, the same timestamps would drift 800 ticks (100 ms) a packet.
+    for i in 0..50_u16 {
+        let packet = rtp_packet(111, i, u32::from(i) * 960);
+        let view = crate::rtp::RtpView::parse(&packet).expect("valid RTP");
+        let at = t0 + Duration::from_millis(20 * u64::from(i));
+        let (_, stats) = s.on_media(at, port_a, FROM_A).relay().expect("routed");
+        stats.on_rtp(at, &view);
+    }
+    let stream = s.stream(port_a).expect("A's stream");
+    assert_eq!(stream.stats.packets(), 50);
+    assert_eq!(stream.stats.jitter_ms(), 0, "{:?}", stream.stats.snapshot());
+}
