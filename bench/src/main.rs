@@ -1,5 +1,6 @@
 //! `bench`: a SIP load generator that finds the CPS limit of a SIP proxy.
-//! `bench uas`, `bench uac`, `bench ramp` and the all-in-one `bench run`.
+//! `bench uas`, `bench uac`, `bench ramp` and the all-in-one `bench run`;
+//! `bench rtp` drives RTP streams through a media relay.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -12,6 +13,8 @@ use bench::drive::{drive, Plan};
 use bench::load::{Load, LoadConfig};
 use bench::ramp::RampConfig;
 use bench::report::{format_latency, RunResult};
+use bench::rtp::NgConfig;
+use bench::rtp_shell::RtpConfig;
 use bench::run::{
     dispatcher_list, edge_binary, edge_config, free_port, wait_for_options_200, ChildGuard,
 };
@@ -36,6 +39,53 @@ enum Cmd {
     Ramp(RampArgs),
     /// Start edge and two `bench uas` on loopback, ramp, print the limit.
     Run(RunArgs),
+    /// RTP streams through a relay driven over the rtpengine ng protocol:
+    /// loss, latency and the relay's CPU time per packet.
+    Rtp(RtpArgs),
+}
+
+#[derive(Args, Clone)]
+struct RtpArgs {
+    /// The relay's ng control address (UDP).
+    #[arg(long, default_value = "127.0.0.1:2223")]
+    ng: SocketAddr,
+    /// One-way RTP streams; a call is two (A to B and B to A).
+    #[arg(long, default_value_t = 200)]
+    streams: usize,
+    /// Packets per second per stream.
+    #[arg(long, default_value_t = 50)]
+    pps: u32,
+    /// Bytes per datagram, the 12-byte RTP header included.
+    #[arg(long, default_value_t = 172)]
+    size: usize,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds sent before the measured window, not counted.
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Milliseconds to wait for the window's last packets.
+    #[arg(long, default_value_t = 500)]
+    drain_ms: u64,
+    /// Address the endpoints' sockets bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    local: IpAddr,
+    /// The relay's process id: its CPU time (all threads) over the window
+    /// gives `cpu_us_per_packet`.
+    #[arg(long)]
+    relay_pid: Option<u32>,
+    /// Pin the generator to this core.
+    #[arg(long)]
+    core: Option<usize>,
+    /// ng commands awaiting a reply at most.
+    #[arg(long, default_value_t = 32)]
+    ng_in_flight: usize,
+    /// Seconds the call setup (and the teardown) may take.
+    #[arg(long, default_value_t = 30.0)]
+    setup_s: f64,
+    /// Write the JSON result here.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args, Clone)]
@@ -438,6 +488,41 @@ fn run(args: &RunArgs) -> Result<(), String> {
     args.call.write(&result)
 }
 
+/// `bench rtp`: the streams, then the summary line (and the JSON).
+fn rtp(args: &RtpArgs) -> Result<(), String> {
+    let secs = |s: f64| Duration::from_secs_f64(s.max(0.0));
+    let config = RtpConfig {
+        ng: args.ng,
+        streams: args.streams,
+        pps: args.pps.max(1),
+        size: args.size,
+        warmup: secs(args.warmup),
+        duration: secs(args.duration),
+        drain: Duration::from_millis(args.drain_ms),
+        local_ip: args.local,
+        relay_pid: args.relay_pid,
+        core: args.core,
+        ng_client: NgConfig {
+            max_in_flight: args.ng_in_flight.max(1),
+            ..NgConfig::default()
+        },
+        setup_limit: secs(args.setup_s),
+    };
+    let stop = stop_flag()?;
+    let result = bench::rtp_shell::run(&config, &stop)?;
+    if stop.load(Ordering::Relaxed) {
+        // Part of a window is no result: say so with a failure.
+        eprintln!("{}", result.line());
+        return Err("interrupted: the figures above cover part of the window".into());
+    }
+    println!("{}", result.line());
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&result).map_err(|e| e.to_string())?;
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 fn start_edge(
     args: &RunArgs,
     out: &Path,
@@ -468,6 +553,7 @@ fn main() -> ExitCode {
         Cmd::Uac(a) => uac(a),
         Cmd::Ramp(a) => ramp(a),
         Cmd::Run(a) => run(a),
+        Cmd::Rtp(a) => rtp(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

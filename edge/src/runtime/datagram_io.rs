@@ -157,6 +157,15 @@ impl UdpDriver {
         }
     }
 
+    /// Whether the sockets are registered with the kernel (io_uring's fixed
+    /// files); false for recvmmsg/sendmmsg.
+    pub fn fixed_files(&self) -> bool {
+        match self {
+            Self::Ring(r) => r.fixed_files(),
+            Self::Mmsg(_) => false,
+        }
+    }
+
     /// Sends queued sends now.
     pub fn flush(&mut self) -> io::Result<()> {
         match self {

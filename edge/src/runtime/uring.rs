@@ -230,6 +230,12 @@ struct State {
     wake_file: Arc<File>,
     wake_buf: RawBuf,
     wake_armed: bool,
+    /// The sockets are registered with the ring (as fixed files, by their
+    /// index), which spares the kernel a file lookup per operation.
+    fixed_files: bool,
+    /// Sockets whose receive is not in flight, so that arming costs what
+    /// ended, not a scan of every socket (a relay holds thousands).
+    unarmed: Vec<u32>,
     /// Sends queued since the queue was last submitted: their completions
     /// are not what `run_once` waits for.
     unsubmitted_sends: usize,
@@ -292,7 +298,13 @@ impl UdpRing {
                 0,
             )?;
         }
+        let raw_fds: Vec<i32> = sockets.iter().map(AsRawFd::as_raw_fd).collect();
+        // Without registration (an old kernel, a low file limit) every
+        // operation names its descriptor instead: slower, still correct.
+        let fixed_files = ring.submitter().register_files(&raw_fds).is_ok();
         let wake_file = Waker::new_eventfd()?.eventfd;
+        // At most u32::MAX sockets (checked above).
+        let socket_count = sockets.len() as u32;
         let sockets = sockets
             .into_iter()
             .map(|socket| {
@@ -316,6 +328,8 @@ impl UdpRing {
                 wake_file,
                 wake_buf: RawBuf::new(8, 8)?,
                 wake_armed: false,
+                fixed_files,
+                unarmed: (0..socket_count).rev().collect(),
                 unsubmitted_sends: 0,
                 counters: RingCounters::default(),
                 max_completions: config.max_completions,
@@ -346,6 +360,11 @@ impl UdpRing {
     /// issuer and deferred task work are only ever set together here).
     pub fn defer_taskrun(&self) -> bool {
         self.ring.params().is_setup_single_issuer()
+    }
+
+    /// Whether the sockets are registered with the ring (fixed files).
+    pub fn fixed_files(&self) -> bool {
+        self.st.fixed_files
     }
 
     /// What happened so far.
@@ -517,8 +536,16 @@ pub struct Outbox<'a, 'r> {
     sq: &'a mut SubmissionQueue<'r>,
     submitter: &'a Submitter<'r>,
     sockets: &'a [RingSocket],
+    fixed_files: bool,
     sends: &'a mut SendSlots,
     unsubmitted: &'a mut usize,
+}
+
+/// How a send names its socket: by registered index or by descriptor.
+#[derive(Clone, Copy)]
+enum FileRef {
+    Fixed(types::Fixed),
+    Fd(types::Fd),
 }
 
 impl Outbox<'_, '_> {
@@ -563,15 +590,18 @@ impl Outbox<'_, '_> {
         self.sends.free.len()
     }
 
-    fn fd(&self, socket: usize) -> Result<types::Fd, SendError> {
+    fn fd(&self, socket: usize) -> Result<FileRef, SendError> {
         let s = self.sockets.get(socket).ok_or(SendError::NoSocket)?;
-        Ok(types::Fd(s.socket.as_raw_fd()))
+        match u32::try_from(socket) {
+            Ok(index) if self.fixed_files => Ok(FileRef::Fixed(types::Fixed(index))),
+            _ => Ok(FileRef::Fd(types::Fd(s.socket.as_raw_fd()))),
+        }
     }
 
     fn queue(
         &mut self,
         index: u16,
-        fd: types::Fd,
+        fd: FileRef,
         dst: SocketAddr,
         data: *mut u8,
         len: usize,
@@ -586,9 +616,11 @@ impl Outbox<'_, '_> {
         slot.hdr.msg_namelen = namelen;
         slot.hdr.msg_iov = &mut slot.iov;
         slot.hdr.msg_iovlen = 1;
-        let sqe = opcode::SendMsg::new(fd, &slot.hdr)
-            .build()
-            .user_data(user_data(TAG_SEND, usize::from(index)));
+        let sqe = match fd {
+            FileRef::Fixed(fixed) => opcode::SendMsg::new(fixed, &slot.hdr).build(),
+            FileRef::Fd(fd) => opcode::SendMsg::new(fd, &slot.hdr).build(),
+        }
+        .user_data(user_data(TAG_SEND, usize::from(index)));
         // SAFETY: the slot's msghdr, iovec and address live in `sends.slots`
         // (never resized), the payload in `sends.data` or in `held`; none is
         // touched again until the completion returns the slot to `free`, and
@@ -617,6 +649,7 @@ impl State {
             sq,
             submitter,
             sockets: &self.sockets,
+            fixed_files: self.fixed_files,
             sends: &mut self.sends,
             unsubmitted: &mut self.unsubmitted_sends,
         }
@@ -625,16 +658,22 @@ impl State {
     /// Arms the multishot receive of every socket whose receive ended, and
     /// the eventfd read.
     fn arm(&mut self, sq: &mut SubmissionQueue<'_>, submitter: &Submitter<'_>) -> io::Result<()> {
-        for (i, s) in self.sockets.iter_mut().enumerate() {
+        while let Some(&next) = self.unarmed.last() {
+            let i = next as usize;
+            let Some(s) = self.sockets.get_mut(i) else {
+                self.unarmed.pop();
+                continue;
+            };
             if s.armed {
+                self.unarmed.pop();
                 continue;
             }
-            let sqe = opcode::RecvMsgMulti::new(
-                types::Fd(s.socket.as_raw_fd()),
-                &*s.msghdr,
-                BUFFER_GROUP,
-            )
-            .build()
+            let sqe = if self.fixed_files {
+                opcode::RecvMsgMulti::new(types::Fixed(next), &*s.msghdr, BUFFER_GROUP).build()
+            } else {
+                let fd = types::Fd(s.socket.as_raw_fd());
+                opcode::RecvMsgMulti::new(fd, &*s.msghdr, BUFFER_GROUP).build()
+            }
             .user_data(user_data(TAG_RECV, i));
             // SAFETY: the msghdr is boxed in `self.sockets` and the buffers
             // belong to the registered group; both outlive the receive, which
@@ -647,6 +686,8 @@ impl State {
             }
             s.started = true;
             s.armed = true;
+            // Popped only once pushed: a failed push leaves it for next time.
+            self.unarmed.pop();
         }
         if !self.wake_armed {
             let sqe = opcode::Read::new(
@@ -682,7 +723,10 @@ impl State {
             TAG_RECV => {
                 if !cqueue::more(flags) {
                     if let Some(s) = self.sockets.get_mut(index) {
-                        s.armed = false;
+                        if s.armed {
+                            s.armed = false;
+                            self.unarmed.push(index as u32);
+                        }
                     }
                 }
                 let Some(bid) = cqueue::buffer_select(flags) else {
@@ -712,6 +756,7 @@ impl State {
                                     sq,
                                     submitter,
                                     sockets: &self.sockets,
+                                    fixed_files: self.fixed_files,
                                     sends: &mut self.sends,
                                     unsubmitted: &mut self.unsubmitted_sends,
                                 };
@@ -1077,6 +1122,8 @@ mod tests {
         let (a_addr, b_addr) = (a.local_addr().unwrap(), b.local_addr().unwrap());
         let mut ra = UdpRing::new(vec![a], small()).unwrap();
         let mut rb = UdpRing::new(vec![b], small()).unwrap();
+        // Kernels with this ring's features (6.0+) register files.
+        assert!(ra.fixed_files() && rb.fixed_files());
         for i in 0..10u8 {
             ra.send(0, b_addr, &[i; 100]).unwrap();
         }

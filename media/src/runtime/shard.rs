@@ -171,6 +171,7 @@ impl Shard {
         tracing::info!(
             shard,
             defer_taskrun = ring.defer_taskrun(),
+            fixed_files = ring.fixed_files(),
             ports = self.ports.len(),
             "shard ring ready"
         );
