@@ -98,17 +98,17 @@ pub enum Backend {
 /// both, and a virtual call per queued send costs nothing next to a syscall.
 pub enum UdpDriver {
     /// The io_uring driver.
-    Ring(UdpRing),
+    Ring(Box<UdpRing>),
     /// The recvmmsg/sendmmsg fallback.
-    Mmsg(UdpMmsg),
+    Mmsg(Box<UdpMmsg>),
 }
 
 impl UdpDriver {
     /// The driver `backend` over `sockets`.
     pub fn new(sockets: Vec<UdpSocket>, config: RingConfig, backend: Backend) -> io::Result<Self> {
         Ok(match backend {
-            Backend::IoUring => Self::Ring(UdpRing::new(sockets, config)?),
-            Backend::Mmsg => Self::Mmsg(UdpMmsg::new(sockets, config)?),
+            Backend::IoUring => Self::Ring(Box::new(UdpRing::new(sockets, config)?)),
+            Backend::Mmsg => Self::Mmsg(Box::new(UdpMmsg::new(sockets, config)?)),
         })
     }
 

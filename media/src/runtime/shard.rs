@@ -49,14 +49,25 @@ pub struct ShardCounters {
 impl ShardCounters {
     /// Adds `other`'s counts to these.
     pub fn add(&mut self, other: &ShardCounters) {
-        self.requests_answered += other.requests_answered;
-        self.media_relayed += other.media_relayed;
-        self.bytes_relayed += other.bytes_relayed;
-        self.media_unrouted += other.media_unrouted;
-        self.media_dropped_full += other.media_dropped_full;
-        self.media_dropped_source += other.media_dropped_source;
-        self.rtp_invalid += other.rtp_invalid;
-        self.send_failed += other.send_failed;
+        // Destructured so that a new counter cannot be left out of the sum.
+        let ShardCounters {
+            requests_answered,
+            media_relayed,
+            bytes_relayed,
+            media_unrouted,
+            media_dropped_full,
+            media_dropped_source,
+            rtp_invalid,
+            send_failed,
+        } = *other;
+        self.requests_answered += requests_answered;
+        self.media_relayed += media_relayed;
+        self.bytes_relayed += bytes_relayed;
+        self.media_unrouted += media_unrouted;
+        self.media_dropped_full += media_dropped_full;
+        self.media_dropped_source += media_dropped_source;
+        self.rtp_invalid += rtp_invalid;
+        self.send_failed += send_failed;
     }
 }
 

@@ -6,18 +6,37 @@
 //! call-id and owns the shard's [`PortPool`](crate::ports::PortPool), so
 //! that the delete delay of [`SessionConfig`] is the pool's quarantine.
 //!
-//! A call has two sides, each named by its SIP tag: the `from-tag` of the
-//! first offer is side A, the `to-tag` of the answer side B. Later
-//! commands find their side by tag, not by role, so a re-INVITE from the
-//! callee (its tag as `from-tag`) lands on side B.
+//! A call has sides, each named by its SIP tag: the `from-tag` of the
+//! first offer is side A, and each callee is a side B, named by the
+//! `to-tag` of its answer. Later commands find their side by tag, not by
+//! role, so a re-INVITE from the callee (its tag as `from-tag`) lands on
+//! its side.
 //!
 //! Each side has one [`Stream`] per media section: the peer's endpoint
 //! from that side's SDP, and the relay port pair *facing* that side, the
 //! one advertised in the SDP sent to it (so the port on which that side's
 //! media arrives). An offer from A therefore allocates B's ports (the
 //! rewritten offer goes to B) and an answer from B allocates A's. A packet
-//! arriving on a side's port goes to the other side's endpoint, sent from
-//! the other side's port ([`Sessions::route`]).
+//! arriving on a side's port goes to its peer's endpoint, sent from the
+//! peer's port ([`Sessions::route`]).
+//!
+//! Forked calls, as rtpengine tells them apart: a proxy that forks an
+//! INVITE (parallel ringing) sends one offer per branch, with the same
+//! call-id and `from-tag`, no `to-tag` and each its own `via-branch`.
+//! Each `via-branch` gets its own callee side, a *branch*, with its own
+//! relay ports, so that each callee's early media is told apart; an offer
+//! with a known `via-branch` (resent, or a re-offer) reuses its branch,
+//! and one without any goes to A's partner, as an unforked call. A call
+//! has at most [`MAX_BRANCHES`] branches; an offer for one more is an
+//! error. An `answer` (its `to-tag`, its `via-branch`) comes from the
+//! branch with that tag, else the untagged branch with that `via-branch`,
+//! else the latest untagged branch; it tags that branch, which becomes
+//! A's *partner*. The peer of A is its partner, so A's media goes to the
+//! branch that answered last (a 200 after another branch's 183 moves it);
+//! the peer of every branch is A, so early media from any branch reaches
+//! A, all from A's one relay port. A `delete` with a `via-branch` and no
+//! `to-tag` removes only that branch (a CANCELled fork frees its ports)
+//! while the call has others; any other `delete` ends the whole call.
 //!
 //! Symmetric RTP: the first packet on a side's port tells where that side
 //! really is (behind a NAT it is seldom where its SDP says), and media to
@@ -56,6 +75,11 @@ pub const RAN_OUT_OF_PORTS: &str = "Ran out of ports";
 pub const SDP_FAILED: &str = "Failed to parse SDP";
 /// The error for an offer whose `from-tag` names neither side of the call.
 pub const TAG_MISMATCH: &str = "Tags do not match any side of the call";
+/// The most callee branches (forks) one call may have.
+pub const MAX_BRANCHES: usize = 8;
+/// The error for an offer that would fork a call into one more branch
+/// than [`MAX_BRANCHES`].
+pub const TOO_MANY_BRANCHES: &str = "Too many forked branches for one call";
 
 /// The session layer's settings, each with a default.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -114,7 +138,7 @@ impl Default for SessionConfig {
 pub struct Route {
     /// The peer endpoint to send to (its RTCP port for an RTCP packet).
     pub to: SocketAddr,
-    /// The relay port to send from: the other side's port (or its RTCP
+    /// The relay port to send from: the peer side's port (or its RTCP
     /// port, the RTP port + 1 unless that side uses rtcp-mux).
     pub from_port: u16,
     /// Whether the packet arrived on an RTCP port.
@@ -146,21 +170,44 @@ pub struct SessionCounters {
     /// Packets dropped by `strict source`: from another source than the
     /// latched one.
     pub strict_source_drops: u64,
+    /// Offers refused because the call already had [`MAX_BRANCHES`]
+    /// callee branches.
+    pub branches_refused: u64,
+    /// Callee branches deleted alone (by `delete` with their
+    /// `via-branch`), their call kept.
+    pub branches_deleted: u64,
 }
 
 impl SessionCounters {
     /// Adds `other`'s counts to these (the process total over shards).
     pub fn add(&mut self, other: &SessionCounters) {
-        self.calls_created += other.calls_created;
-        self.calls_deleted += other.calls_deleted;
-        self.calls_timed_out += other.calls_timed_out;
-        self.calls_final_timed_out += other.calls_final_timed_out;
-        self.ran_out_of_ports += other.ran_out_of_ports;
-        self.table_full += other.table_full;
-        self.sdp_errors += other.sdp_errors;
-        self.unknown_calls += other.unknown_calls;
-        self.endpoints_latched += other.endpoints_latched;
-        self.strict_source_drops += other.strict_source_drops;
+        // Destructured so that a new counter cannot be left out of the sum.
+        let SessionCounters {
+            calls_created,
+            calls_deleted,
+            calls_timed_out,
+            calls_final_timed_out,
+            ran_out_of_ports,
+            table_full,
+            sdp_errors,
+            unknown_calls,
+            endpoints_latched,
+            strict_source_drops,
+            branches_refused,
+            branches_deleted,
+        } = *other;
+        self.calls_created += calls_created;
+        self.calls_deleted += calls_deleted;
+        self.calls_timed_out += calls_timed_out;
+        self.calls_final_timed_out += calls_final_timed_out;
+        self.ran_out_of_ports += ran_out_of_ports;
+        self.table_full += table_full;
+        self.sdp_errors += sdp_errors;
+        self.unknown_calls += unknown_calls;
+        self.endpoints_latched += endpoints_latched;
+        self.strict_source_drops += strict_source_drops;
+        self.branches_refused += branches_refused;
+        self.branches_deleted += branches_deleted;
     }
 }
 

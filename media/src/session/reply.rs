@@ -28,14 +28,30 @@ fn unix_s(at: Instant, config: &SessionConfig, start: Instant) -> Value {
 }
 
 /// The statistics of one call: `created`, `last signal`, `tags` and
-/// `totals`. At most [`SessionConfig::max_streams_listed`] streams are
-/// spelled out; `totals` counts them all.
+/// `totals`. `tags` lists A and its partner, then the other answered
+/// branches (untagged ones are not listed). At most
+/// [`SessionConfig::max_streams_listed`] streams, and entries of other
+/// branches, are spelled out; `totals` counts every stream.
 pub(super) fn call_stats(call: &Call, config: &SessionConfig, start: Instant) -> Dict {
     let mut listed = 0;
     let mut tags = Dict::with_capacity(2);
-    for (index, side) in call.sides.iter().enumerate() {
+    let others = (1..call.sides.len()).filter(|&i| i != call.partner);
+    for (order, index) in [0, call.partner].into_iter().chain(others).enumerate() {
+        let Some(side) = call.sides.get(index) else {
+            continue;
+        };
         let Some(tag) = &side.tag else { continue };
-        let other = call.sides[1 - index].tag.clone().unwrap_or_default();
+        if order >= 2 {
+            // Beyond the dialogue, a side's entry costs as much of the
+            // budget as a stream, so the reply is never longer than that
+            // of an unforked call.
+            if listed >= config.max_streams_listed {
+                break;
+            }
+            listed += 1;
+        }
+        let peer = call.sides.get(call.peer_of(index));
+        let other = peer.and_then(|p| p.tag.clone()).unwrap_or_default();
         let mut medias = Vec::new();
         for (media_index, stream) in side.streams.iter().enumerate() {
             if listed >= config.max_streams_listed {

@@ -8,8 +8,8 @@ use bytes::Bytes;
 
 use super::reply::{call_stats, list_limit, list_reply, statistics_reply};
 use super::{
-    MediaSummary, Route, SessionConfig, SessionCounters, SessionsSummary, RAN_OUT_OF_PORTS,
-    SDP_FAILED, TAG_MISMATCH, UNKNOWN_CALL,
+    MediaSummary, Route, SessionConfig, SessionCounters, SessionsSummary, MAX_BRANCHES,
+    RAN_OUT_OF_PORTS, SDP_FAILED, TAG_MISMATCH, TOO_MANY_BRANCHES, UNKNOWN_CALL,
 };
 use crate::ng::reply::{CALL_NOT_FOUND, LOAD_LIMIT_SESSIONS};
 use crate::ng::{
@@ -117,7 +117,7 @@ pub enum MediaVerdict<'a> {
     /// Send it along the route, after counting it in the statistics of
     /// the stream it arrived on.
     Relay(Route, &'a mut StreamStats),
-    /// No call holds the port, the other side has no address yet, or the
+    /// No call holds the port, the peer side has no address yet, or the
     /// port is the RTCP port of a stream that uses rtcp-mux.
     Unrouted,
     /// The stream is latched onto another source and has `strict source`:
@@ -138,38 +138,50 @@ impl<'a> MediaVerdict<'a> {
 /// One side of a call (rtpengine's monologue).
 #[derive(Clone, Debug, Default)]
 pub(super) struct Side {
-    /// The SIP tag; `None` for side B until the answer (or a to-tag).
+    /// The SIP tag; `None` for a callee branch until its answer (or a
+    /// to-tag).
     pub(super) tag: Option<Bytes>,
-    /// The last `via-branch` seen from this side.
+    /// For a callee branch, the `via-branch` of the offer that made it
+    /// (the forked INVITE's branch towards that callee); `None` for side
+    /// A and for branches offered without one.
     pub(super) via_branch: Option<Bytes>,
     /// One per media section, by index.
     pub(super) streams: Vec<Stream>,
 }
 
-/// One call: two sides and its times.
+/// One call: side A, its callee branches and its times.
 #[derive(Clone, Debug)]
 pub(super) struct Call {
     pub(super) created: Instant,
     pub(super) last_signal: Instant,
     pub(super) last_media: Option<Instant>,
-    pub(super) sides: [Side; 2],
+    /// Side A at index 0 (the from-tag of the first offer), then one
+    /// callee side per branch in the order they were offered: always at
+    /// least one, at most [`MAX_BRANCHES`].
+    pub(super) sides: Vec<Side>,
+    /// The callee side A is in dialogue with (its media goes there): the
+    /// branch that answered last, or sent the last re-INVITE; an index
+    /// into `sides`, never 0.
+    pub(super) partner: usize,
 }
 
 impl Call {
-    fn new(now: Instant, from_tag: Bytes, to_tag: Option<Bytes>) -> Self {
+    fn new(now: Instant, from_tag: Bytes, to_tag: Option<Bytes>, via: Option<Bytes>) -> Self {
         let a = Side {
             tag: Some(from_tag),
             ..Side::default()
         };
         let b = Side {
             tag: to_tag,
+            via_branch: via,
             ..Side::default()
         };
         Call {
             created: now,
             last_signal: now,
             last_media: None,
-            sides: [a, b],
+            sides: vec![a, b],
+            partner: 1,
         }
     }
 
@@ -180,13 +192,55 @@ impl Call {
             .position(|s| s.tag.as_deref() == Some(tag))
     }
 
+    /// The side the media of `side` goes to: A's partner for side A, A
+    /// for every callee branch (early media from any branch reaches A).
+    pub(super) fn peer_of(&self, side: usize) -> usize {
+        if side == 0 {
+            self.partner
+        } else {
+            0
+        }
+    }
+
+    /// The callee sides' indices, oldest first.
+    fn branches(&self) -> std::ops::Range<usize> {
+        1..self.sides.len()
+    }
+
+    /// The callee side whose tag is `tag`.
+    fn branch_tagged(&self, tag: &[u8]) -> Option<usize> {
+        self.branches()
+            .find(|&i| self.sides[i].tag.as_deref() == Some(tag))
+    }
+
+    /// The callee side made by the offer with `via-branch` `via`,
+    /// untagged ones only if `untagged`.
+    fn branch_of_via(&self, via: &[u8], untagged: bool) -> Option<usize> {
+        self.branches().find(|&i| {
+            let side = &self.sides[i];
+            side.via_branch.as_deref() == Some(via) && !(untagged && side.tag.is_some())
+        })
+    }
+
+    /// The side an answer with to-tag `to_tag` and `via` comes from: the
+    /// side tagged `to_tag`; else the untagged branch offered with `via`;
+    /// else the latest untagged branch; else (every branch answered, say a
+    /// fork further downstream under one via-branch) the branch offered
+    /// with `via`, else the partner, which the answer re-tags.
+    fn answering_branch(&self, to_tag: &[u8], via: Option<&[u8]>) -> usize {
+        if let Some(side) = self.branch_tagged(to_tag) {
+            return side;
+        }
+        let by_via = |untagged| via.and_then(|v| self.branch_of_via(v, untagged));
+        by_via(true)
+            .or_else(|| self.branches().rev().find(|&i| self.sides[i].tag.is_none()))
+            .or_else(|| by_via(false))
+            .unwrap_or(self.partner)
+    }
+
     /// The relay ports this call holds.
     fn ports(&self) -> impl Iterator<Item = u16> + '_ {
-        self.sides
-            .iter()
-            .flat_map(|s| s.streams.iter())
-            .map(|s| s.local_port)
-            .filter(|&p| p != 0)
+        self.sides.iter().flat_map(Side::ports)
     }
 
     /// The last time anything happened: signalling or media.
@@ -195,6 +249,16 @@ impl Call {
             Some(media) => media.max(self.last_signal),
             None => self.last_signal,
         }
+    }
+}
+
+impl Side {
+    /// The relay ports this side holds.
+    fn ports(&self) -> impl Iterator<Item = u16> + '_ {
+        self.streams
+            .iter()
+            .map(|s| s.local_port)
+            .filter(|&p| p != 0)
     }
 }
 
@@ -257,7 +321,7 @@ impl Sessions {
                 self.offer(now, ids, to_tag.as_ref(), sdp, options)
             }
             Command::Answer { ids, to_tag, sdp } => self.answer(now, ids, to_tag, sdp, options),
-            Command::Delete { ids, .. } => self.delete(now, ids, options),
+            Command::Delete { ids, to_tag } => self.delete(now, ids, to_tag.as_ref(), options),
             Command::Query { call_id, .. } => self.query(call_id),
             Command::List { limit } => list_reply(self.call_ids(list_limit(*limit)), *limit),
             Command::Statistics => statistics_reply(&self.summary()),
@@ -278,24 +342,39 @@ impl Sessions {
                 self.counters.table_full += 1;
                 return Outcome::LoadLimit(LOAD_LIMIT_SESSIONS.into());
             }
-            None => (Call::new(now, ids.from_tag.clone(), to_tag.cloned()), true),
+            None => {
+                let via = ids.via_branch.clone();
+                let call = Call::new(now, ids.from_tag.clone(), to_tag.cloned(), via);
+                (call, true)
+            }
         };
         let Some(from) = call.side_of(&ids.from_tag) else {
             self.calls.insert(ids.call_id.clone(), call);
             self.counters.unknown_calls += 1;
             return Outcome::error(TAG_MISMATCH);
         };
-        let to = 1 - from;
+        let Some((to, added)) = offered_side(&mut call, from, to_tag, ids.via_branch.as_ref())
+        else {
+            self.calls.insert(ids.call_id.clone(), call);
+            self.counters.branches_refused += 1;
+            return Outcome::error(TOO_MANY_BRANCHES);
+        };
         if call.sides[to].tag.is_none() {
             call.sides[to].tag = to_tag.cloned();
         }
-        if ids.via_branch.is_some() {
-            call.sides[from].via_branch.clone_from(&ids.via_branch);
-        }
-        let result = self.negotiate(now, &ids.call_id, &mut call, from, body, options);
-        if result.is_ok() {
-            call.last_signal = now;
-            self.counters.calls_created += u64::from(is_new);
+        let result = self.negotiate(now, &ids.call_id, &mut call, from, to, body, options);
+        match &result {
+            Ok(_) => {
+                call.last_signal = now;
+                // A callee's re-INVITE: that branch is the one in dialogue.
+                if from != 0 {
+                    call.partner = from;
+                }
+                self.counters.calls_created += u64::from(is_new);
+            }
+            // The branch made for this offer holds no port yet.
+            Err(_) if added => drop(call.sides.pop()),
+            Err(_) => {}
         }
         if result.is_ok() || !is_new {
             self.calls.insert(ids.call_id.clone(), call);
@@ -320,28 +399,45 @@ impl Sessions {
             self.counters.unknown_calls += 1;
             return Outcome::error(UNKNOWN_CALL);
         };
-        let answerer = 1 - offerer;
-        // A forked call answered by another branch: the latest answer
-        // names side B (one branch per call, see the module doc).
-        call.sides[answerer].tag = Some(to_tag.clone());
-        let result = self.negotiate(now, &ids.call_id, &mut call, answerer, body, options);
+        // A's answer to a callee's re-INVITE, or a branch's answer to A.
+        let answerer = if offerer == 0 {
+            let via = ids.via_branch.as_deref();
+            let branch = call.answering_branch(to_tag, via);
+            call.sides[branch].tag = Some(to_tag.clone());
+            branch
+        } else {
+            0
+        };
+        let result = self.negotiate(
+            now,
+            &ids.call_id,
+            &mut call,
+            answerer,
+            offerer,
+            body,
+            options,
+        );
         if result.is_ok() {
             call.last_signal = now;
+            // The answering branch (183 or 200) is now A's partner.
+            call.partner = if answerer == 0 { offerer } else { answerer };
         }
         self.calls.insert(ids.call_id.clone(), call);
         result.map_or_else(|refusal| refusal, sdp_reply)
     }
 
-    /// Takes side `from`'s SDP: records its endpoints, gives the other
-    /// side one relay port pair per active section (keeping those it has)
-    /// and returns the SDP rewritten for the other side. Changes nothing
-    /// when it fails.
+    /// Takes side `from`'s SDP: records its endpoints, gives side `to`
+    /// (which the rewritten SDP goes to) one relay port pair per active
+    /// section (keeping those it has) and returns the SDP rewritten for
+    /// `to`. Changes nothing when it fails.
+    #[allow(clippy::too_many_arguments)]
     fn negotiate(
         &mut self,
         now: Instant,
         call_id: &Bytes,
         call: &mut Call,
         from: usize,
+        to: usize,
         body: &Bytes,
         options: &Options,
     ) -> Result<Bytes, Refusal> {
@@ -352,7 +448,6 @@ impl Sessions {
         if count > self.config.max_media_per_sdp {
             return Err(self.sdp_failed());
         }
-        let to = 1 - from;
         let rewrite = rewrite_options(options);
         let mut ports = Vec::with_capacity(count);
         let mut fresh = Vec::with_capacity(count);
@@ -394,10 +489,10 @@ impl Sessions {
         };
         // Commit: nothing below fails.
         let len = count
-            .max(call.sides[0].streams.len())
-            .max(call.sides[1].streams.len());
-        for side in &mut call.sides {
-            side.streams.resize_with(len, Stream::default);
+            .max(call.sides[from].streams.len())
+            .max(call.sides[to].streams.len());
+        for side in [from, to] {
+            call.sides[side].streams.resize_with(len, Stream::default);
         }
         for index in 0..len {
             let port = ports.get(index).copied().unwrap_or(0);
@@ -454,11 +549,22 @@ impl Sessions {
         Ok(rewritten)
     }
 
-    fn delete(&mut self, now: Instant, ids: &CallIds, options: &Options) -> Outcome {
+    fn delete(
+        &mut self,
+        now: Instant,
+        ids: &CallIds,
+        to_tag: Option<&Bytes>,
+        options: &Options,
+    ) -> Outcome {
         let known = self
             .calls
             .get(&ids.call_id)
             .is_some_and(|call| call.side_of(&ids.from_tag).is_some());
+        if let (true, None, Some(via)) = (known, to_tag, &ids.via_branch) {
+            if let Some(outcome) = self.delete_branch(now, &ids.call_id, via, options) {
+                return outcome;
+            }
+        }
         let call = if known {
             self.calls.remove(&ids.call_id)
         } else {
@@ -484,6 +590,51 @@ impl Sessions {
         Outcome::ok_with(fields)
     }
 
+    /// Deletes only the callee branch offered with `via` (a CANCELled
+    /// branch of a forked call), releasing its ports, when the call has
+    /// other branches; `None` when it has not, or no branch has `via`.
+    /// The reply carries the call's statistics from before.
+    fn delete_branch(
+        &mut self,
+        now: Instant,
+        call_id: &Bytes,
+        via: &[u8],
+        options: &Options,
+    ) -> Option<Outcome> {
+        let call = self.calls.get_mut(call_id)?;
+        if call.sides.len() <= 2 {
+            return None;
+        }
+        let side = call.branch_of_via(via, false)?;
+        let fields = if options.has_flag(Flag::Fast) {
+            Dict::new()
+        } else {
+            call_stats(call, &self.config, self.start)
+        };
+        let removed = call.sides.remove(side);
+        if call.partner == side {
+            // The latest answered branch, else the latest offered.
+            let last = call.sides.len() - 1;
+            let answered = call.branches().rev().find(|&i| call.sides[i].tag.is_some());
+            call.partner = answered.unwrap_or(last);
+        } else if call.partner > side {
+            call.partner -= 1;
+        }
+        call.last_signal = now;
+        // The branches after it moved down one place.
+        for (index, later) in call.sides.iter().enumerate().skip(side) {
+            for port in later.ports() {
+                if let Some(owner) = self.ports.get_mut(&port) {
+                    owner.side = index;
+                }
+            }
+        }
+        let ports: Vec<u16> = removed.ports().collect();
+        self.release_ports(now, &ports);
+        self.counters.branches_deleted += 1;
+        Some(Outcome::ok_with(fields))
+    }
+
     fn query(&mut self, call_id: &Bytes) -> Outcome {
         match self.calls.get(call_id) {
             Some(call) => Outcome::ok_with(call_stats(call, &self.config, self.start)),
@@ -498,14 +649,15 @@ impl Sessions {
     pub fn stream(&self, local_port: u16) -> Option<&Stream> {
         let owner = self.ports.get(&(local_port & !1))?;
         let call = self.calls.get(&owner.call_id)?;
-        call.sides[owner.side].streams.get(owner.index)
+        call.sides.get(owner.side)?.streams.get(owner.index)
     }
 
     /// Where a packet arriving on relay port `local_port` goes: to the
-    /// other side's endpoint (the latched source, else its SDP's), from
-    /// the other side's relay port. `None` when
-    /// no call holds the port, the other side is not known yet, or the
-    /// port is the RTCP port of a stream that uses rtcp-mux.
+    /// peer side's endpoint (the latched source, else its SDP's), from the
+    /// peer side's relay port; the peer of A is its partner, of every
+    /// callee branch A. `None` when no call holds the port, the peer is
+    /// not known yet, or the port is the RTCP port of a stream that uses
+    /// rtcp-mux.
     pub fn route(&self, local_port: u16) -> Option<Route> {
         let owner = self.ports.get(&(local_port & !1))?;
         let call = self.calls.get(&owner.call_id)?;
@@ -526,7 +678,11 @@ impl Sessions {
         let Some(call) = self.calls.get_mut(&owner.call_id) else {
             return MediaVerdict::Unrouted;
         };
-        let Some(stream) = call.sides[owner.side].streams.get_mut(owner.index) else {
+        let Some(stream) = call
+            .sides
+            .get_mut(owner.side)
+            .and_then(|side| side.streams.get_mut(owner.index))
+        else {
             return MediaVerdict::Unrouted;
         };
         let rtcp = local_port & 1 == 1;
@@ -547,7 +703,11 @@ impl Sessions {
         let Some(route) = route_in(call, owner, local_port) else {
             return MediaVerdict::Unrouted;
         };
-        match call.sides[owner.side].streams.get_mut(owner.index) {
+        match call
+            .sides
+            .get_mut(owner.side)
+            .and_then(|side| side.streams.get_mut(owner.index))
+        {
             Some(stream) => MediaVerdict::Relay(route, &mut stream.stats),
             None => MediaVerdict::Unrouted,
         }
@@ -692,6 +852,48 @@ impl Sessions {
     pub fn ports_held(&self) -> usize {
         self.calls.values().map(|c| c.ports().count()).sum()
     }
+
+    /// Checks the table's own consistency, for tests: every port owner
+    /// names a stream holding that port and every held port has an
+    /// owner; each call has A and 1 to [`MAX_BRANCHES`] branches, its
+    /// partner among them, and no two sides share a tag.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) -> Result<(), String> {
+        for (port, owner) in &self.ports {
+            let stream = self
+                .calls
+                .get(&owner.call_id)
+                .and_then(|c| c.sides.get(owner.side))
+                .and_then(|side| side.streams.get(owner.index));
+            if stream.map(|s| s.local_port) != Some(*port) {
+                return Err(format!("port {port} owned by {owner:?}, not its stream"));
+            }
+        }
+        if self.ports.len() != self.ports_held() {
+            return Err(format!(
+                "{} owners, {} held",
+                self.ports.len(),
+                self.ports_held()
+            ));
+        }
+        for (id, call) in &self.calls {
+            let branches = call.sides.len() - 1;
+            if !(1..=MAX_BRANCHES).contains(&branches) || !call.branches().contains(&call.partner) {
+                return Err(format!(
+                    "{id:?}: {branches} branches, partner {}",
+                    call.partner
+                ));
+            }
+            let mut tags: Vec<&Bytes> = call.sides.iter().filter_map(|s| s.tag.as_ref()).collect();
+            let count = tags.len();
+            tags.sort();
+            tags.dedup();
+            if tags.len() != count {
+                return Err(format!("{id:?}: a tag on two sides"));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn sdp_reply(sdp: Bytes) -> Outcome {
@@ -753,12 +955,17 @@ fn remote_of(
 }
 
 /// Where a packet arriving on `local_port` of `call` (held by `owner`) goes:
-/// to the other side's endpoint (latched, else from its SDP), from the
-/// other side's relay port.
+/// to the peer side's endpoint (latched, else from its SDP), from the peer
+/// side's relay port. The peer of A is its partner; of every callee
+/// branch, A.
 fn route_in(call: &Call, owner: &PortOwner, local_port: u16) -> Option<Route> {
     let rtcp = local_port & 1 == 1;
-    let here = call.sides[owner.side].streams.get(owner.index)?;
-    let peer = call.sides[1 - owner.side].streams.get(owner.index)?;
+    let here = call.sides.get(owner.side)?.streams.get(owner.index)?;
+    let peer = call
+        .sides
+        .get(call.peer_of(owner.side))?
+        .streams
+        .get(owner.index)?;
     if (rtcp && here.local_rtcp_mux) || peer.local_port == 0 {
         return None;
     }
@@ -780,4 +987,44 @@ fn route_in(call: &Call, owner: &PortOwner, local_port: u16) -> Option<Route> {
             rtcp,
         })
     }
+}
+
+/// The side an offer from side `from` goes to, and whether it was made
+/// for it (a new branch, at the end of `call.sides`); `None` when that
+/// branch would be one more than [`MAX_BRANCHES`]. A callee's re-INVITE
+/// goes to A. An offer from A goes to the branch tagged `to_tag`; an
+/// in-dialog offer (a `to_tag`) never forks, so else to the untagged
+/// branch offered with `via`, else to the partner. Without a `to_tag`, a
+/// forked INVITE: to the branch offered with `via` (a resent or repeated
+/// offer), else to a new branch; without `via` either, to the partner.
+fn offered_side(
+    call: &mut Call,
+    from: usize,
+    to_tag: Option<&Bytes>,
+    via: Option<&Bytes>,
+) -> Option<(usize, bool)> {
+    if from != 0 {
+        return Some((0, false));
+    }
+    if let Some(tag) = to_tag {
+        let side = call
+            .branch_tagged(tag)
+            .or_else(|| via.and_then(|v| call.branch_of_via(v, true)))
+            .unwrap_or(call.partner);
+        return Some((side, false));
+    }
+    let Some(via) = via else {
+        return Some((call.partner, false));
+    };
+    if let Some(side) = call.branch_of_via(via, false) {
+        return Some((side, false));
+    }
+    if call.sides.len() > MAX_BRANCHES {
+        return None;
+    }
+    call.sides.push(Side {
+        via_branch: Some(via.clone()),
+        ..Side::default()
+    });
+    Some((call.sides.len() - 1, true))
 }

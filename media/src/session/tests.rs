@@ -853,3 +853,381 @@ fn jitter_is_measured_at_the_clock_rate_the_sdp_maps() {
     assert_eq!(stream.stats.packets(), 50);
     assert_eq!(stream.stats.jitter_ms(), 0, "{:?}", stream.stats.snapshot());
 }
+
+// Forked calls: one callee branch per `via-branch`.
+
+const BRANCH_VIA: [&str; 3] = ["z9hG4bK-1", "z9hG4bK-2", "z9hG4bK-3"];
+const BRANCH_TAG: [&str; 3] = ["t-one", "t-two", "t-three"];
+
+/// `request` with `via-branch` `branch`.
+fn with_via(mut request: Request, branch: &str) -> Request {
+    if let Command::Offer { ids, .. } | Command::Answer { ids, .. } | Command::Delete { ids, .. } =
+        &mut request.command
+    {
+        ids.via_branch = Some(Bytes::copy_from_slice(branch.as_bytes()));
+    }
+    request
+}
+
+/// The answer SDP of callee branch `k`, which receives at
+/// 192.0.2.(10 + k):4000.
+fn branch_sdp(k: usize) -> String {
+    ANSWER_SDP.replace("192.0.2.5", &format!("192.0.2.{}", 10 + k))
+}
+
+fn branch_endpoint(k: usize) -> SocketAddr {
+    addr(&format!("192.0.2.{}:4000", 10 + k))
+}
+
+/// The forked offer towards branch `k`: B's relay port for it.
+fn fork(s: &mut Sessions, now: Instant, k: usize) -> u16 {
+    relay_port(s.handle_request(
+        now,
+        &with_via(offer(CALL, TAG_A, None, OFFER_SDP), BRANCH_VIA[k]),
+    ))
+}
+
+/// Branch `k`'s answer (a 183 or a 200 with SDP): A's relay port.
+fn branch_answers(s: &mut Sessions, now: Instant, k: usize) -> u16 {
+    let reply = answer(CALL, TAG_A, BRANCH_TAG[k], &branch_sdp(k));
+    relay_port(s.handle_request(now, &with_via(reply, BRANCH_VIA[k])))
+}
+
+/// The table owns exactly the ports it took from the pool, and agrees
+/// with itself.
+fn assert_no_leak(s: &Sessions) {
+    assert_eq!(s.ports_held(), s.pool().in_use_count());
+    s.check_invariants().expect("a consistent table");
+}
+
+#[test]
+fn forked_offers_get_their_own_ports_and_early_media_reaches_a() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b1 = fork(&mut s, t0, 0);
+    assert_no_leak(&s);
+    let port_b2 = fork(&mut s, t0, 1);
+    assert_no_leak(&s);
+    assert_ne!(port_b1, port_b2);
+    assert_eq!(s.pool().in_use_count(), 2);
+    assert_eq!(s.counters().calls_created, 1);
+    // Both branches send 183 with SDP: A's relay port is one for both.
+    let port_a = branch_answers(&mut s, t0, 0);
+    assert_eq!(branch_answers(&mut s, t0, 1), port_a);
+    assert_no_leak(&s);
+    assert_eq!(s.pool().in_use_count(), 3);
+    for (k, port) in [(0, port_b1), (1, port_b2)] {
+        assert_eq!(
+            s.stream(port).and_then(|st| st.remote),
+            Some(branch_endpoint(k))
+        );
+        let (route, _) = s
+            .on_media(t0, port, branch_endpoint(k))
+            .relay()
+            .expect("early media reaches A");
+        assert_eq!(route.to, FROM_A);
+        assert_eq!(route.from_port, port_a);
+    }
+    // Each packet marked its own branch's stream.
+    assert_eq!(s.stream(port_b1).and_then(|st| st.last_packet), Some(t0));
+    assert_eq!(s.stream(port_b2).and_then(|st| st.last_packet), Some(t0));
+}
+
+#[test]
+fn the_final_answer_from_another_branch_takes_a_s_media() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b1 = fork(&mut s, t0, 0);
+    let port_b2 = fork(&mut s, t0, 1);
+    // 183 from branch 1: A's media goes there.
+    let port_a = branch_answers(&mut s, t0, 0);
+    let to_b1 = s.route(port_a).expect("routed");
+    assert_eq!((to_b1.to, to_b1.from_port), (branch_endpoint(0), port_b1));
+    // 200 from branch 2: A's media now goes there, from its port.
+    assert_eq!(branch_answers(&mut s, t0, 1), port_a);
+    let (to_b2, _) = s.on_media(t0, port_a, FROM_A).relay().expect("routed");
+    assert_eq!((to_b2.to, to_b2.from_port), (branch_endpoint(1), port_b2));
+    let rtcp = s.route(port_a + 1).expect("routed");
+    assert_eq!(rtcp.to, addr("192.0.2.11:4001"));
+    assert_eq!(rtcp.from_port, port_b2 + 1);
+    assert_no_leak(&s);
+}
+
+#[test]
+fn a_repeated_offer_with_the_same_via_branch_reuses_its_ports() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b1 = fork(&mut s, t0, 0);
+    let port_b2 = fork(&mut s, t0, 1);
+    // A resend under a new cookie, or a re-offer on the same branch.
+    assert_eq!(fork(&mut s, t0, 0), port_b1);
+    assert_eq!(fork(&mut s, t0, 1), port_b2);
+    assert_eq!(s.pool().in_use_count(), 2);
+    assert_eq!(s.counters().calls_created, 1);
+    assert_no_leak(&s);
+}
+
+#[test]
+fn the_ninth_branch_is_refused_until_one_is_deleted() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let branch = |k: usize| with_via(offer(CALL, TAG_A, None, OFFER_SDP), &format!("br-{k}"));
+    let ports: Vec<u16> = (0..MAX_BRANCHES)
+        .map(|k| relay_port(s.handle_request(t0, &branch(k))))
+        .collect();
+    assert_no_leak(&s);
+    assert_eq!(s.pool().in_use_count(), MAX_BRANCHES);
+    let refused = s.handle_request(t0, &branch(MAX_BRANCHES));
+    assert_eq!(refused, Outcome::error(TOO_MANY_BRANCHES));
+    assert_eq!(s.counters().branches_refused, 1);
+    assert_eq!(s.pool().in_use_count(), MAX_BRANCHES);
+    assert_no_leak(&s);
+    // The branches it has still take offers.
+    assert_eq!(relay_port(s.handle_request(t0, &branch(7))), ports[7]);
+    // Once a branch is CANCELled, another fits.
+    let cancel = with_via(delete(CALL, TAG_A, vec![Flag::Fast]), "br-3");
+    assert!(matches!(s.handle_request(t0, &cancel), Outcome::Ok { .. }));
+    assert!(matches!(
+        s.handle_request(t0, &branch(MAX_BRANCHES)),
+        Outcome::Ok { .. }
+    ));
+    assert_eq!(s.pool().in_use_count(), MAX_BRANCHES);
+    assert_no_leak(&s);
+}
+
+#[test]
+fn deleting_a_cancelled_branch_frees_only_its_ports() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b1 = fork(&mut s, t0, 0);
+    let port_b2 = fork(&mut s, t0, 1);
+    let port_b3 = fork(&mut s, t0, 2);
+    branch_answers(&mut s, t0, 2);
+    let port_a = branch_answers(&mut s, t0, 1);
+    assert_eq!(s.pool().in_use_count(), 4);
+    // Branch 1 is CANCELled: its port goes, the call stays.
+    let cancel = with_via(delete(CALL, TAG_A, vec![]), BRANCH_VIA[0]);
+    let stats = fields(s.handle_request(t0, &cancel));
+    assert!(stats.get(b"tags").is_some());
+    assert_no_leak(&s);
+    assert_eq!(s.call_count(), 1);
+    assert_eq!(s.pool().in_use_count(), 3);
+    assert_eq!(s.pool().quarantined_count(), 1);
+    assert_eq!(s.route(port_b1), None);
+    assert_eq!(s.counters().branches_deleted, 1);
+    assert_eq!(s.counters().calls_deleted, 0);
+    // The branches after it moved in the table; their ports followed.
+    assert_eq!(
+        s.stream(port_b3).and_then(|st| st.remote),
+        Some(branch_endpoint(2))
+    );
+    let (from_b3, _) = s
+        .on_media(t0, port_b3, branch_endpoint(2))
+        .relay()
+        .expect("routed");
+    assert_eq!((from_b3.to, from_b3.from_port), (FROM_A, port_a));
+    assert_eq!(s.stream(port_b3).and_then(|st| st.last_packet), Some(t0));
+    let to_b2 = s.route(port_a).expect("routed");
+    assert_eq!((to_b2.to, to_b2.from_port), (branch_endpoint(1), port_b2));
+    // Deleting A's partner leaves A with the other answered branch.
+    let gone = with_via(delete(CALL, TAG_A, vec![Flag::Fast]), BRANCH_VIA[1]);
+    assert!(matches!(s.handle_request(t0, &gone), Outcome::Ok { .. }));
+    assert_no_leak(&s);
+    let to_b3 = s.route(port_a).expect("routed");
+    assert_eq!((to_b3.to, to_b3.from_port), (branch_endpoint(2), port_b3));
+    // The last branch: its via-branch ends the whole call.
+    let last = with_via(delete(CALL, TAG_A, vec![]), BRANCH_VIA[2]);
+    assert!(matches!(s.handle_request(t0, &last), Outcome::Ok { .. }));
+    assert_no_leak(&s);
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.pool().in_use_count(), 0);
+    assert_eq!(s.counters().calls_deleted, 1);
+    assert_eq!(s.counters().branches_deleted, 2);
+}
+
+#[test]
+fn delete_without_a_branch_s_via_branch_ends_every_branch() {
+    let t0 = Instant::now();
+    for bye in [None, Some("z9hG4bK-bye")] {
+        let mut s = sessions(t0);
+        for k in 0..3 {
+            fork(&mut s, t0, k);
+        }
+        branch_answers(&mut s, t0, 1);
+        assert_eq!(s.pool().in_use_count(), 4);
+        let mut request = delete(CALL, TAG_A, vec![]);
+        if let Some(via) = bye {
+            request = with_via(request, via);
+        }
+        assert!(matches!(s.handle_request(t0, &request), Outcome::Ok { .. }));
+        assert_no_leak(&s);
+        assert_eq!(s.call_count(), 0, "{bye:?}");
+        assert_eq!(s.pool().in_use_count(), 0);
+        assert_eq!(s.pool().quarantined_count(), 4);
+    }
+}
+
+#[test]
+fn a_reinvite_from_the_answering_branch_is_matched_by_tag() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    fork(&mut s, t0, 0);
+    let port_b2 = fork(&mut s, t0, 1);
+    branch_answers(&mut s, t0, 0);
+    let port_a = branch_answers(&mut s, t0, 1);
+    let moved = branch_sdp(1).replace("4000", "4002");
+    let reinvite = with_via(
+        offer(CALL, BRANCH_TAG[1], Some(TAG_A), &moved),
+        "z9hG4bK-re",
+    );
+    assert_eq!(relay_port(s.handle_request(t0, &reinvite)), port_a);
+    assert_eq!(s.route(port_a).expect("routed").to, addr("192.0.2.11:4002"));
+    let reply = answer(CALL, BRANCH_TAG[1], TAG_A, OFFER_SDP);
+    assert_eq!(relay_port(s.handle_request(t0, &reply)), port_b2);
+    assert_eq!(s.pool().in_use_count(), 3);
+    assert_no_leak(&s);
+    // A re-INVITE from A, with the branch's tag as to-tag, goes there too.
+    let from_a = with_via(
+        offer(CALL, TAG_A, Some(BRANCH_TAG[1]), OFFER_SDP),
+        "z9hG4bK-4",
+    );
+    assert_eq!(relay_port(s.handle_request(t0, &from_a)), port_b2);
+    assert_eq!(s.pool().in_use_count(), 3);
+    assert_no_leak(&s);
+}
+
+#[test]
+fn an_answer_without_a_known_via_branch_takes_the_latest_untagged_branch() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let port_b1 = fork(&mut s, t0, 0);
+    let port_b2 = fork(&mut s, t0, 1);
+    let port_a = relay_port(s.handle_request(t0, &answer(CALL, TAG_A, "x", &branch_sdp(1))));
+    assert_eq!(s.route(port_a).map(|r| r.from_port), Some(port_b2));
+    let other = with_via(answer(CALL, TAG_A, "y", &branch_sdp(0)), "z9hG4bK-unknown");
+    assert_eq!(relay_port(s.handle_request(t0, &other)), port_a);
+    assert_eq!(s.route(port_a).map(|r| r.from_port), Some(port_b1));
+    // Its tag names it from now on.
+    s.handle_request(t0, &answer(CALL, TAG_A, "x", &branch_sdp(1)));
+    assert_eq!(s.route(port_a).map(|r| r.from_port), Some(port_b2));
+    assert_eq!(s.pool().in_use_count(), 3);
+    assert_no_leak(&s);
+}
+
+#[test]
+fn an_offer_without_via_branch_goes_to_the_partner_as_before() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let (port_b, _) = established(&mut s, t0);
+    let again = s.handle_request(t0, &offer(CALL, TAG_A, None, OFFER_SDP));
+    assert_eq!(relay_port(again), port_b);
+    assert_eq!(s.pool().in_use_count(), 2);
+    assert_no_leak(&s);
+}
+
+#[test]
+fn query_lists_every_answered_branch_in_dialogue_with_a() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    for k in 0..3 {
+        fork(&mut s, t0, k);
+    }
+    branch_answers(&mut s, t0, 0);
+    branch_answers(&mut s, t0, 1);
+    let query = Command::Query {
+        call_id: Bytes::from_static(CALL.as_bytes()),
+        from_tag: None,
+        to_tag: None,
+    };
+    let stats = fields(s.handle_request(t0, &request(query)));
+    let tags = stats.get(b"tags").and_then(Value::as_dict).expect("tags");
+    let keys: Vec<&[u8]> = tags.iter().map(|(k, _)| k.as_ref()).collect();
+    // A, its partner (the latest to answer), the other answered branch;
+    // branch 3 never answered.
+    assert_eq!(
+        keys,
+        [
+            TAG_A.as_bytes(),
+            BRANCH_TAG[1].as_bytes(),
+            BRANCH_TAG[0].as_bytes()
+        ]
+    );
+    let peer = |tag: &str| {
+        tags.get(tag.as_bytes())
+            .and_then(Value::as_dict)
+            .and_then(|d| d.get(b"in dialogue with"))
+            .cloned()
+    };
+    assert_eq!(peer(TAG_A), Some(Value::from(BRANCH_TAG[1])));
+    assert_eq!(peer(BRANCH_TAG[0]), Some(Value::from(TAG_A)));
+    assert_eq!(peer(BRANCH_TAG[1]), Some(Value::from(TAG_A)));
+}
+
+/// The length of the delete reply of a call forked `branches` times,
+/// every branch answered with a tag of `tag_len` characters, each SDP with
+/// `media` sections, every stream latched onto a long IPv6 address.
+fn forked_reply_len(branches: usize, media: usize, tag_len: usize) -> usize {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    let mut sdp = String::from(
+        "v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 198.51.100.1\r\nt=0 0\r\n",
+    );
+    for i in 0..media {
+        sdp.push_str(&format!("m=audio {} RTP/AVP 0\r\n", 2000 + 2 * i));
+    }
+    let tag = |k: usize| format!("{k:0>tag_len$}");
+    for k in 0..branches {
+        let fork = with_via(offer(CALL, TAG_A, None, &sdp), &tag(k));
+        assert!(matches!(s.handle_request(t0, &fork), Outcome::Ok { .. }));
+        let reply = with_via(answer(CALL, TAG_A, &tag(k), &sdp), &tag(k));
+        assert!(matches!(s.handle_request(t0, &reply), Outcome::Ok { .. }));
+    }
+    assert_no_leak(&s);
+    assert_eq!(s.pool().in_use_count(), media * (branches + 1));
+    let far: SocketAddr = "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+        .parse()
+        .expect("an address");
+    for port in (30_000..30_100).step_by(2) {
+        let _ = s.on_media(t0, port, far);
+    }
+    let stats = fields(s.handle_request(t0, &delete(CALL, TAG_A, vec![])));
+    assert_no_leak(&s);
+    assert_eq!(s.pool().in_use_count(), 0);
+    stats.to_bytes().len()
+}
+
+#[test]
+fn a_call_with_every_branch_answered_keeps_the_reply_within_a_datagram() {
+    for media in [1, 2, 4] {
+        for tag_len in [8, 16, 32] {
+            let forked = forked_reply_len(MAX_BRANCHES, media, tag_len);
+            // Forking adds nothing to the longest reply of a call.
+            let unforked = forked_reply_len(1, 4, tag_len);
+            assert!(
+                forked <= unforked,
+                "{media} media, {tag_len}: {forked} > {unforked}"
+            );
+            if tag_len <= 16 {
+                assert!(forked < 1400, "{media} media, {tag_len}: {forked} bytes");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_forked_call_times_out_with_all_its_branches() {
+    let t0 = Instant::now();
+    let mut s = sessions(t0);
+    for k in 0..3 {
+        fork(&mut s, t0, k);
+    }
+    let port_a = branch_answers(&mut s, t0, 2);
+    let later = t0 + Duration::from_secs(50);
+    assert!(s.on_media(later, port_a, FROM_A).relay().is_some());
+    assert_eq!(s.poll_timeout(), Some(later + Duration::from_secs(60)));
+    s.handle_timeout(later + Duration::from_secs(60));
+    assert_eq!(s.call_count(), 0);
+    assert_eq!(s.counters().calls_timed_out, 1);
+    assert_eq!(s.pool().in_use_count(), 0);
+    assert_no_leak(&s);
+}
