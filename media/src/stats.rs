@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::rtp::{ClockRates, RtpView};
+use crate::rtp::{classify, ClockRates, PacketKind, RtpError, RtpView};
 
 /// A.1: a forward jump of fewer sequence numbers than this is a gap (loss),
 /// not a new sequence.
@@ -263,6 +263,10 @@ pub struct StreamStats {
     latency_ms: u32,
     /// The clock rates of the stream's payload types, from its SDP.
     clock_rates: ClockRates,
+    /// RTCP packets relayed for the stream (counted apart from RTP).
+    rtcp_packets: u64,
+    /// Their bytes.
+    rtcp_bytes: u64,
 }
 
 impl StreamStats {
@@ -334,6 +338,40 @@ impl StreamStats {
         self.jitter
             .update(arrival_ts, rtp.timestamp(), clock_rate_hz);
         update
+    }
+
+    /// Counts one relayed datagram that arrived at `arrival`: RTCP when it
+    /// came on an RTCP port or is RTCP by RFC 5761's demultiplexing, RTP
+    /// (its header read in place) otherwise; anything else (STUN, DTLS) is
+    /// relayed uncounted. An RTP-looking datagram whose header is invalid
+    /// is counted as an error and gives the reason.
+    pub fn on_datagram(
+        &mut self,
+        arrival: Instant,
+        payload: &[u8],
+        rtcp_port: bool,
+    ) -> Result<(), RtpError> {
+        match classify(payload) {
+            _ if rtcp_port => self.on_rtcp(payload.len()),
+            PacketKind::Rtcp => self.on_rtcp(payload.len()),
+            PacketKind::Rtp => match RtpView::parse(payload) {
+                Ok(view) => {
+                    self.on_rtp(arrival, &view);
+                }
+                Err(e) => {
+                    self.on_error();
+                    return Err(e);
+                }
+            },
+            PacketKind::Other => {}
+        }
+        Ok(())
+    }
+
+    /// Counts an RTCP packet of `len_bytes` relayed for the stream.
+    pub fn on_rtcp(&mut self, len_bytes: usize) {
+        self.rtcp_packets = self.rtcp_packets.saturating_add(1);
+        self.rtcp_bytes = self.rtcp_bytes.saturating_add(len_bytes as u64);
     }
 
     /// Counts a packet that could not be handled (malformed, unknown).
@@ -465,6 +503,8 @@ impl StreamStats {
             fraction_lost: self.fraction_lost(),
             jitter_ms: self.jitter_ms(),
             mos_x10: self.mos_x10(),
+            rtcp_packets: self.rtcp_packets,
+            rtcp_bytes: self.rtcp_bytes,
         }
     }
 }
@@ -508,6 +548,10 @@ pub struct StatsSnapshot {
     pub jitter_ms: u32,
     /// MOS times 10, `None` before the source is validated.
     pub mos_x10: Option<u8>,
+    /// RTCP packets relayed.
+    pub rtcp_packets: u64,
+    /// RTCP bytes relayed.
+    pub rtcp_bytes: u64,
 }
 
 /// Largest latency or jitter the E-model is given: far beyond the point
@@ -989,5 +1033,32 @@ mod tests {
                 prop_assert!(s.received() <= s.packets());
             }
         }
+    }
+
+    #[test]
+    fn datagrams_are_counted_as_rtp_rtcp_or_errors() {
+        let t0 = Instant::now();
+        let mut stats = StreamStats::new();
+        let mut rtp = vec![0x80, 0x00, 0x00, 0x01, 0, 0, 0, 160, 0, 0, 0, 7];
+        rtp.extend_from_slice(&[0xff; 160]);
+        let rtcp_rr = [0x80, 201, 0x00, 0x01, 0, 0, 0, 7];
+        assert!(stats.on_datagram(t0, &rtp, false).is_ok());
+        // RTCP on an rtcp-mux port (by packet type) and on an RTCP port.
+        assert!(stats.on_datagram(t0, &rtcp_rr, false).is_ok());
+        assert!(stats.on_datagram(t0, &rtp, true).is_ok());
+        // A STUN binding request: relayed, not counted.
+        assert!(stats
+            .on_datagram(t0, &[0x00, 0x01, 0x00, 0x00], false)
+            .is_ok());
+        // RTP version with a CSRC count longer than the packet.
+        assert!(stats
+            .on_datagram(t0, &[0x8f, 0x00, 0, 2, 0, 0, 0, 0, 0, 0, 0, 1], false)
+            .is_err());
+        let s = stats.snapshot();
+        assert_eq!((s.packets, s.bytes, s.errors), (1, rtp.len() as u64, 1));
+        assert_eq!(
+            (s.rtcp_packets, s.rtcp_bytes),
+            (2, (rtcp_rr.len() + rtp.len()) as u64)
+        );
     }
 }

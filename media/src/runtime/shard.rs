@@ -13,7 +13,6 @@ use edge::runtime::uring::{Datagram, RingConfig, SendError, Waker};
 use super::dispatch::ShardRequest;
 use super::{RelayError, MAX_WAIT};
 use crate::metrics::{Metrics, ShardReport, REPORT_INTERVAL};
-use crate::rtp::{classify, PacketKind, RtpView};
 use crate::session::{MediaVerdict, Sessions};
 
 /// Commands answered per loop turn at most, so a burst of control traffic
@@ -260,17 +259,9 @@ impl Shard {
                 return;
             }
         };
-        if classify(payload) == PacketKind::Rtp && !route.rtcp {
-            // The header is read in place: no copy, no allocation.
-            match RtpView::parse(payload) {
-                Ok(view) => {
-                    stats.on_rtp(now, &view);
-                }
-                Err(_) => {
-                    stats.on_error();
-                    self.counters.rtp_invalid += 1;
-                }
-            }
+        // The header is read in place: no copy, no allocation.
+        if stats.on_datagram(now, payload, route.rtcp).is_err() {
+            self.counters.rtp_invalid += 1;
         }
         let Some(socket) = self.socket_of(route.from_port) else {
             self.counters.send_failed += 1;

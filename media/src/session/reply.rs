@@ -72,17 +72,18 @@ pub(super) fn call_stats(call: &Call, config: &SessionConfig, start: Instant) ->
         entry.push("medias", medias);
         tags.push(tag.clone(), entry);
     }
-    let mut rtp = StatsSnapshot::default();
+    let (mut rtp, mut rtcp) = (StatsSnapshot::default(), StatsSnapshot::default());
     for stream in call.sides.iter().flat_map(|s| s.streams.iter()) {
         let s = stream.stats.snapshot();
         rtp.packets = rtp.packets.saturating_add(s.packets);
         rtp.bytes = rtp.bytes.saturating_add(s.bytes);
         rtp.errors = rtp.errors.saturating_add(s.errors);
+        rtcp.packets = rtcp.packets.saturating_add(s.rtcp_packets);
+        rtcp.bytes = rtcp.bytes.saturating_add(s.rtcp_bytes);
     }
     let mut totals = Dict::with_capacity(2);
     totals.push("RTP", counts(&rtp));
-    // RTCP is relayed but not yet counted apart from RTP.
-    totals.push("RTCP", counts(&StatsSnapshot::default()));
+    totals.push("RTCP", counts(&rtcp));
     let mut d = Dict::with_capacity(4);
     d.push("created", unix_s(call.created, config, start));
     d.push("last signal", unix_s(call.last_signal, config, start));
