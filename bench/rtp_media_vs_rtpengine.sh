@@ -7,6 +7,7 @@
 #   bench/rtp_media_vs_rtpengine.sh [--streams "200 1000 2000"] [--duration S]
 #                                   [--warmup S] [--relay media|rtpengine|both]
 #                                   [--no-build] [--out DIR]
+#                                   [--media-args "--io mmsg ..."]
 #
 # Each point starts the relay afresh, pinned to core 0 (`taskset -c 0`, all
 # its threads); the generator runs on core 1. The relay's CPU time (utime +
@@ -24,6 +25,7 @@ WARMUP=3
 RELAYS="media rtpengine"
 BUILD=1
 OUT=""
+MEDIA_ARGS=""
 PPS=50
 SIZE=172
 while (($#)); do
@@ -34,6 +36,7 @@ while (($#)); do
     --relay) [[ "$2" == both ]] && RELAYS="media rtpengine" || RELAYS="$2"; shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --out) OUT="$2"; shift 2 ;;
+    --media-args) MEDIA_ARGS="$2"; shift 2 ;;
     *) echo "unknown argument: $1" >&2; exit 2 ;;
   esac
 done
@@ -94,8 +97,9 @@ EOF
 start_relay() { # relay ng_port log
   case "$1" in
     media)
+      # shellcheck disable=SC2086 # MEDIA_ARGS is split into options on purpose
       RUST_LOG=warn taskset -c 0 "$MEDIA" --interface 127.0.0.1 --listen-ng "127.0.0.1:$2" \
-        --port-min "$PORT_MIN" --port-max "$PORT_MAX" >"$3" 2>&1 &
+        --port-min "$PORT_MIN" --port-max "$PORT_MAX" $MEDIA_ARGS >"$3" 2>&1 &
       ;;
     rtpengine)
       taskset -c 0 rtpengine --config-file=none --table=-1 --foreground --log-stderr --log-level=4 \
