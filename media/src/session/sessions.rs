@@ -270,14 +270,89 @@ struct PortOwner {
     index: usize,
 }
 
+/// Relay ports to the streams that hold them: one slot per port pair of the
+/// range, so the packet path indexes where it would otherwise hash.
+#[derive(Debug)]
+struct PortTable {
+    /// The even port of slot 0.
+    base: u16,
+    slots: Vec<Option<PortOwner>>,
+    len: usize,
+}
+
+impl PortTable {
+    fn new(port_min: u16, port_max: u16) -> Self {
+        let base = port_min & !1;
+        let pairs = usize::from(port_max.saturating_sub(base) / 2) + 1;
+        PortTable {
+            base,
+            slots: vec![None; pairs],
+            len: 0,
+        }
+    }
+
+    /// The slot of `port`'s pair (RTP or RTCP port alike).
+    fn slot(&self, port: u16) -> Option<usize> {
+        let offset = port.checked_sub(self.base)?;
+        let slot = usize::from(offset / 2);
+        (slot < self.slots.len()).then_some(slot)
+    }
+
+    fn get(&self, port: &u16) -> Option<&PortOwner> {
+        self.slots.get(self.slot(*port)?)?.as_ref()
+    }
+
+    fn get_mut(&mut self, port: &u16) -> Option<&mut PortOwner> {
+        let slot = self.slot(*port)?;
+        self.slots.get_mut(slot)?.as_mut()
+    }
+
+    /// Records `owner` for `port`, which comes from the pool and so is in
+    /// the range.
+    fn insert(&mut self, port: u16, owner: PortOwner) {
+        debug_assert!(self.slot(port).is_some(), "port {port} outside the range");
+        if let Some(entry) = self.slot(port).and_then(|slot| self.slots.get_mut(slot)) {
+            if entry.replace(owner).is_none() {
+                self.len += 1;
+            }
+        }
+    }
+
+    fn remove(&mut self, port: &u16) -> Option<PortOwner> {
+        let slot = self.slot(*port)?;
+        let removed = self.slots.get_mut(slot)?.take();
+        if removed.is_some() {
+            self.len -= 1;
+        }
+        removed
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The held RTP ports and their owners.
+    #[cfg(test)]
+    fn iter(&self) -> impl Iterator<Item = (u16, &PortOwner)> + '_ {
+        self.slots.iter().enumerate().filter_map(|(slot, owner)| {
+            let port = self.base + 2 * u16::try_from(slot).ok()?;
+            Some((port, owner.as_ref()?))
+        })
+    }
+}
+
 /// The calls of one shard, with its port pool.
 #[derive(Debug)]
 pub struct Sessions {
     config: SessionConfig,
     pool: PortPool,
-    calls: HashMap<Bytes, Call>,
+    /// By call-id. Seeded foldhash: call-ids come from the network, so the
+    /// hash must resist chosen collisions, and SipHash was a visible share
+    /// of the per-packet cost.
+    calls: HashMap<Bytes, Call, foldhash::fast::RandomState>,
     /// Every RTP port held by a call, to its stream.
-    ports: HashMap<u16, PortOwner>,
+    ports: PortTable,
     counters: SessionCounters,
     start: Instant,
 }
@@ -298,8 +373,11 @@ impl Sessions {
         let pool = PortPool::new(config.port_min, config.port_max, shard, shards)?
             .with_delete_delay(config.delete_delay)?;
         Ok(Sessions {
-            calls: HashMap::with_capacity(config.max_calls.min(4096)),
-            ports: HashMap::new(),
+            calls: HashMap::with_capacity_and_hasher(
+                config.max_calls.min(4096),
+                foldhash::fast::RandomState::default(),
+            ),
+            ports: PortTable::new(config.port_min, config.port_max),
             config,
             pool,
             counters: SessionCounters::default(),
@@ -859,13 +937,13 @@ impl Sessions {
     /// partner among them, and no two sides share a tag.
     #[cfg(test)]
     pub(super) fn check_invariants(&self) -> Result<(), String> {
-        for (port, owner) in &self.ports {
+        for (port, owner) in self.ports.iter() {
             let stream = self
                 .calls
                 .get(&owner.call_id)
                 .and_then(|c| c.sides.get(owner.side))
                 .and_then(|side| side.streams.get(owner.index));
-            if stream.map(|s| s.local_port) != Some(*port) {
+            if stream.map(|s| s.local_port) != Some(port) {
                 return Err(format!("port {port} owned by {owner:?}, not its stream"));
             }
         }
