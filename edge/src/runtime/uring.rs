@@ -1,8 +1,9 @@
 //! A per-core io_uring UDP driver: one ring per pinned thread, a multishot
-//! `RECVMSG` per socket receiving into a provided buffer ring, sends queued
-//! into a fixed array of prepared `msghdr` slots and submitted together with
-//! the next wait, and an eventfd [`Waker`] so other threads can interrupt a
-//! wait. Nothing is allocated and nothing is locked per datagram.
+//! `RECVMSG` per socket receiving into a provided buffer ring, sends (with
+//! their destination, as sendto) queued into a fixed array of slots and
+//! submitted together with the next wait, and an eventfd [`Waker`] so other
+//! threads can interrupt a wait. Nothing is allocated and nothing is locked
+//! per datagram.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -607,24 +608,31 @@ impl Outbox<'_, '_> {
         len: usize,
         held: Option<Bytes>,
     ) -> Result<(), SendError> {
+        let Ok(len) = u32::try_from(len) else {
+            self.sends.free.push(index);
+            return Err(SendError::TooLarge);
+        };
         let slot = &mut self.sends.slots[usize::from(index)];
         let namelen = write_sockaddr(&mut slot.addr, dst);
         slot.held = held;
-        slot.iov.iov_base = data.cast();
-        slot.iov.iov_len = len;
-        slot.hdr.msg_name = std::ptr::addr_of_mut!(slot.addr).cast();
-        slot.hdr.msg_namelen = namelen;
-        slot.hdr.msg_iov = &mut slot.iov;
-        slot.hdr.msg_iovlen = 1;
+        // A send with a destination (sendto, kernel 6.0+) rather than a
+        // sendmsg: the kernel copies no msghdr and iovec per datagram.
+        let addr = std::ptr::addr_of!(slot.addr).cast::<libc::sockaddr>();
         let sqe = match fd {
-            FileRef::Fixed(fixed) => opcode::SendMsg::new(fixed, &slot.hdr).build(),
-            FileRef::Fd(fd) => opcode::SendMsg::new(fd, &slot.hdr).build(),
+            FileRef::Fixed(fixed) => opcode::Send::new(fixed, data, len)
+                .dest_addr(addr)
+                .dest_addr_len(namelen)
+                .build(),
+            FileRef::Fd(fd) => opcode::Send::new(fd, data, len)
+                .dest_addr(addr)
+                .dest_addr_len(namelen)
+                .build(),
         }
         .user_data(user_data(TAG_SEND, usize::from(index)));
-        // SAFETY: the slot's msghdr, iovec and address live in `sends.slots`
-        // (never resized), the payload in `sends.data` or in `held`; none is
-        // touched again until the completion returns the slot to `free`, and
-        // the ring quiesces before any of it is freed.
+        // SAFETY: the slot's address lives in `sends.slots` (never
+        // resized), the payload in `sends.data` or in `held`; none is touched
+        // again until the completion returns the slot to `free`, and the ring
+        // quiesces before any of it is freed.
         match unsafe { push(self.sq, self.submitter, &sqe) } {
             Ok(submitted) => {
                 *self.unsubmitted = if submitted { 1 } else { *self.unsubmitted + 1 };
@@ -896,8 +904,6 @@ pub(super) union SockAddrBuf {
 }
 
 struct SendSlot {
-    hdr: libc::msghdr,
-    iov: libc::iovec,
     addr: SockAddrBuf,
     held: Option<Bytes>,
 }
@@ -915,12 +921,8 @@ impl SendSlots {
     fn new(count: u16, buffer_size: u32) -> io::Result<Self> {
         let slots = (0..count)
             .map(|_| SendSlot {
-                // SAFETY: msghdr, iovec and the sockaddr union are plain old
-                // data; all-zero is a valid value of each.
-                hdr: unsafe { std::mem::zeroed() },
-                // SAFETY: as above.
-                iov: unsafe { std::mem::zeroed() },
-                // SAFETY: as above.
+                // SAFETY: the sockaddr union is plain old data; all-zero is
+                // a valid value.
                 addr: unsafe { std::mem::zeroed() },
                 held: None,
             })
