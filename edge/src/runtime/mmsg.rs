@@ -58,18 +58,8 @@ impl UdpMmsg {
     /// `send_slots`, `send_buffer_size` and `max_completions` (datagrams
     /// received per `run_once`) apply.
     pub fn new(sockets: Vec<UdpSocket>, config: RingConfig) -> io::Result<Self> {
-        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
-        if sockets.is_empty() || sockets.len() as u64 >= WAKE_TOKEN {
-            return Err(invalid("the driver needs at least one socket"));
-        }
-        if (config.buffer_size as usize) <= RECV_OVERHEAD {
-            return Err(invalid("buffer_size must exceed RECV_OVERHEAD"));
-        }
-        if config.buffers == 0 || config.send_slots == 0 || config.max_completions == 0 {
-            return Err(invalid(
-                "buffers, send_slots and max_completions must be positive",
-            ));
-        }
+        // Socket indexes stay below WAKE_TOKEN: `check` keeps them in u32.
+        config.check(sockets.len())?;
         // SAFETY: epoll_create1 takes no pointers; the result is checked.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {

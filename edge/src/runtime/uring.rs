@@ -105,6 +105,30 @@ pub struct RingConfig {
     pub defer_taskrun: bool,
 }
 
+impl RingConfig {
+    /// Checks these sizes for a driver over `sockets` sockets. Both drivers
+    /// (this ring and [`super::mmsg::UdpMmsg`]) accept exactly the configs
+    /// that pass, so falling back never meets a config error.
+    pub fn check(&self, sockets: usize) -> io::Result<()> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
+        if sockets == 0 || sockets >= u32::MAX as usize {
+            return Err(invalid("a driver needs at least one socket"));
+        }
+        if !self.buffers.is_power_of_two() || self.buffers > 32768 {
+            return Err(invalid("buffers must be a power of two up to 32768"));
+        }
+        if (self.buffer_size as usize) <= RECV_OVERHEAD {
+            return Err(invalid("buffer_size must exceed RECV_OVERHEAD"));
+        }
+        if self.send_slots == 0 || self.entries == 0 || self.max_completions == 0 {
+            return Err(invalid(
+                "entries, send_slots and max_completions must be positive",
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RingConfig {
     fn default() -> Self {
         Self {
@@ -260,21 +284,7 @@ impl UdpRing {
     /// `socket2::Socket::into()`), registers the provided buffers and arms
     /// a multishot receive on each socket.
     pub fn new(sockets: Vec<UdpSocket>, config: RingConfig) -> io::Result<Self> {
-        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_string());
-        if sockets.is_empty() || sockets.len() > u32::MAX as usize {
-            return Err(invalid("a ring needs at least one socket"));
-        }
-        if !config.buffers.is_power_of_two() || config.buffers > 32768 {
-            return Err(invalid("buffers must be a power of two up to 32768"));
-        }
-        if (config.buffer_size as usize) <= RECV_OVERHEAD {
-            return Err(invalid("buffer_size must exceed RECV_OVERHEAD"));
-        }
-        if config.send_slots == 0 || config.entries == 0 || config.max_completions == 0 {
-            return Err(invalid(
-                "entries, send_slots and max_completions must be positive",
-            ));
-        }
+        config.check(sockets.len())?;
         // Every operation in flight can have one completion queued, so a CQ
         // this large never overflows: receives hold a buffer each, sends a slot.
         let cq =
