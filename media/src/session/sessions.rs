@@ -277,7 +277,6 @@ struct PortTable {
     /// The even port of slot 0.
     base: u16,
     slots: Vec<Option<PortOwner>>,
-    len: usize,
 }
 
 impl PortTable {
@@ -287,7 +286,6 @@ impl PortTable {
         PortTable {
             base,
             slots: vec![None; pairs],
-            len: 0,
         }
     }
 
@@ -312,24 +310,18 @@ impl PortTable {
     fn insert(&mut self, port: u16, owner: PortOwner) {
         debug_assert!(self.slot(port).is_some(), "port {port} outside the range");
         if let Some(entry) = self.slot(port).and_then(|slot| self.slots.get_mut(slot)) {
-            if entry.replace(owner).is_none() {
-                self.len += 1;
-            }
+            *entry = Some(owner);
         }
     }
 
     fn remove(&mut self, port: &u16) -> Option<PortOwner> {
         let slot = self.slot(*port)?;
-        let removed = self.slots.get_mut(slot)?.take();
-        if removed.is_some() {
-            self.len -= 1;
-        }
-        removed
+        self.slots.get_mut(slot)?.take()
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.len
+        self.iter().count()
     }
 
     /// The held RTP ports and their owners.
