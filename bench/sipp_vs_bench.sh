@@ -49,7 +49,7 @@ while ((rate <= MAX)); do
   port=$(free_port)
   calls=$((rate * SECONDS_PER_RATE))
   timeout $((SECONDS_PER_RATE * 4 + 30)) sipp -sf tests/scenarios/uas_basic_rr.xml -i 127.0.0.1 -p "$port" \
-    -bg -trace_err -buff_size 4194304 >/dev/null 2>&1 || true
+    -bg -trace_err -error_file "$WORK/uas_errors.log" -buff_size 4194304 >/dev/null 2>&1 || true
   uas_pid=$(pgrep -n -f "sipp -sf tests/scenarios/uas_basic_rr.xml -i 127.0.0.1 -p $port" || true)
   [[ -n "$uas_pid" ]] && PIDS+=("$uas_pid")
   sleep 0.5

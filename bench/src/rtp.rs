@@ -14,13 +14,14 @@
 //! The I/O shell is [`crate::rtp_shell`].
 
 use std::collections::{HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use edge::proxy::LatencyHistogram;
 use media::ng::bencode::{parse, Dict, Limits, Value};
 use media::ng::{frame_reply, split_datagram, Cookie};
+use media::sdp::{Sdp, SdpLimits};
 
 /// RTP header bytes (version 2, no CSRC, no extension).
 pub const RTP_HEADER_BYTES: usize = 12;
@@ -642,12 +643,8 @@ pub fn endpoint_sdp(addr: SocketAddr, session: usize) -> String {
 /// The relay address of a reply: its `result` must be `ok`, and its SDP
 /// gives the address (`c=`) and the first audio port (`m=audio`).
 fn reply_sdp(reply: &Dict) -> Result<Option<SocketAddr>, String> {
-    let text = |key: &[u8]| {
-        reply
-            .get(key)
-            .and_then(Value::as_bytes)
-            .map(|b| String::from_utf8_lossy(b).into_owned())
-    };
+    let bytes = |key: &[u8]| reply.get(key).and_then(Value::as_bytes);
+    let text = |key: &[u8]| bytes(key).map(|b| String::from_utf8_lossy(b).into_owned());
     match text(b"result").as_deref() {
         Some("ok") => {}
         Some(other) => {
@@ -656,36 +653,16 @@ fn reply_sdp(reply: &Dict) -> Result<Option<SocketAddr>, String> {
         }
         None => return Err("reply without a result".into()),
     }
-    Ok(text(b"sdp").and_then(|sdp| sdp_media_address(&sdp)))
+    Ok(bytes(b"sdp").and_then(|sdp| sdp_media_address(sdp)))
 }
 
-/// The address of the first audio stream of `sdp`: the media-level `c=`
-/// if the stream has one, else the session-level one.
-pub fn sdp_media_address(sdp: &str) -> Option<SocketAddr> {
-    let mut session_ip: Option<IpAddr> = None;
-    let mut port: Option<u16> = None;
-    let mut media_ip: Option<IpAddr> = None;
-    for line in sdp.lines().map(str::trim_end) {
-        if let Some(rest) = line.strip_prefix("m=") {
-            if port.is_some() {
-                break;
-            }
-            if let Some(p) = rest.strip_prefix("audio ") {
-                port = p.split([' ', '/']).next().and_then(|p| p.parse().ok());
-            }
-        } else if let Some(rest) = line.strip_prefix("c=") {
-            let ip = rest
-                .split(' ')
-                .nth(2)
-                .and_then(|a| a.split('/').next()?.parse().ok());
-            if port.is_some() {
-                media_ip = ip;
-            } else {
-                session_ip = ip;
-            }
-        }
-    }
-    Some(SocketAddr::new(media_ip.or(session_ip)?, port?))
+/// The address of the first audio stream of `sdp` (its media-level `c=`,
+/// else the session's), read with the relay's own SDP parser.
+pub fn sdp_media_address(sdp: &[u8]) -> Option<SocketAddr> {
+    let sdp = Sdp::parse(Bytes::copy_from_slice(sdp), &SdpLimits::default()).ok()?;
+    let audio = sdp.media().find(|m| m.media_type() == "audio")?;
+    let endpoint = audio.remote_endpoint()?;
+    Some(SocketAddr::new(endpoint.ip?, endpoint.rtp_port))
 }
 
 #[cfg(test)]
@@ -939,7 +916,7 @@ mod tests {
             .unwrap_or_default();
         let sdp = String::from_utf8_lossy(&sdp).into_owned();
         assert!(sdp.contains("m=audio 1000 RTP/AVP 0\r\n"), "{sdp}");
-        assert_eq!(sdp_media_address(&sdp), Some(pairs[0].0));
+        assert_eq!(sdp_media_address(sdp.as_bytes()), Some(pairs[0].0));
         assert!(offer.get(b"replace").is_some());
         assert!(offer.get(b"to-tag").is_none());
     }
@@ -963,8 +940,14 @@ mod tests {
 
     #[test]
     fn media_level_connection_wins_over_session_level() {
-        let sdp = "v=0\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 30000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\nm=audio 30002 RTP/AVP 0\r\n";
-        assert_eq!(sdp_media_address(sdp), Some(addr("10.0.0.2:30000")));
-        assert_eq!(sdp_media_address("v=0\r\nm=audio 1 RTP/AVP 0\r\n"), None);
+        let sdp = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+                   m=audio 30000 RTP/AVP 0\r\nc=IN IP4 10.0.0.2\r\nm=audio 30002 RTP/AVP 0\r\n";
+        assert_eq!(
+            sdp_media_address(sdp.as_bytes()),
+            Some(addr("10.0.0.2:30000"))
+        );
+        let no_address =
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 1 RTP/AVP 0\r\n";
+        assert_eq!(sdp_media_address(no_address.as_bytes()), None);
     }
 }

@@ -1067,6 +1067,21 @@ impl SippRun {
             self.name
         );
     }
+
+    /// Panics, with the whole story, unless every one of `calls` calls
+    /// failed on a scenario check (a regexp that did not match, or a header
+    /// it needed that was missing) and none succeeded.
+    pub fn assert_calls_failed_their_checks(&self, calls: u64) {
+        let s = &self.stats;
+        assert!(
+            self.exit == SippExit::SomeCallsFailed
+                && s.successful_calls == 0
+                && s.failed_calls == calls
+                && s.failed_regexp_hdr_not_found + s.failed_regexp_doesnt_match == calls,
+            "{}: expected {calls} calls failed on a check\n{self}",
+            self.name
+        );
+    }
 }
 
 impl fmt::Display for SippRun {

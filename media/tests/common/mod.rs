@@ -2,13 +2,14 @@
 //! loopback with free ports, an ng client, SDP and RTP builders.
 #![allow(dead_code)] // Each test file uses its own part of the harness.
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use media::ng::bencode::{parse, Limits};
 use media::ng::{Bytes, Dict, Value};
+use media::sdp::{Sdp, SdpLimits};
 
 pub type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -224,14 +225,13 @@ pub fn command(name: &'static str, sdp_body: Option<String>, to_tag: bool) -> Di
 
 /// The relay port a rewritten SDP advertises, after checking its address.
 pub fn relay_port(sdp_body: &str) -> Result<u16, Box<dyn std::error::Error>> {
-    if !sdp_body.contains("c=IN IP4 127.0.0.1\r\n") {
-        return Err(format!("no c=127.0.0.1 in {sdp_body:?}").into());
+    let sdp = Sdp::parse(sdp_body.to_string(), &SdpLimits::default())?;
+    let audio = sdp.media().next().ok_or("no m= line")?;
+    let endpoint = audio.remote_endpoint().ok_or("no address for m=audio")?;
+    if endpoint.ip != Some(IpAddr::from([127, 0, 0, 1])) {
+        return Err(format!("not 127.0.0.1: {sdp_body:?}").into());
     }
-    let m = sdp_body
-        .lines()
-        .find_map(|l| l.strip_prefix("m=audio "))
-        .ok_or("no m=audio line")?;
-    Ok(m.split(' ').next().ok_or("no port")?.parse()?)
+    Ok(endpoint.rtp_port)
 }
 
 pub fn rtp(seq: u16, fill: u8) -> Vec<u8> {
