@@ -187,12 +187,21 @@ impl Shard {
         );
         while !stop.load(Ordering::Relaxed) {
             let wait = self.run_timers(Instant::now());
-            ring.run_once(wait, |d, out| self.on_datagram(d, out))
-                .map_err(|e| {
-                    tracing::error!(shard, error = %e, "io_uring wait failed");
-                    RelayError::Ring(e)
-                })?;
-            self.answer_requests(Instant::now());
+            // One clock read per batch: every datagram of it was waiting
+            // when the wait returned, so reading the clock for each would
+            // only add the time spent relaying the ones before it.
+            let mut batch_at = None;
+            ring.run_once(wait, |d, out| {
+                let now = *batch_at.get_or_insert_with(Instant::now);
+                self.on_datagram(now, d, out);
+            })
+            .map_err(|e| {
+                tracing::error!(shard, error = %e, "io_uring wait failed");
+                RelayError::Ring(e)
+            })?;
+            if !self.requests.is_empty() {
+                self.answer_requests(Instant::now());
+            }
         }
         let ring_counters = ring.counters();
         tracing::info!(shard, counters = ?self.counters, ring = ?ring_counters, "shard stopped");
@@ -233,10 +242,10 @@ impl Shard {
             .min(report_wait)
     }
 
-    /// Handles one datagram from the ring.
-    pub fn on_datagram(&mut self, d: Datagram<'_>, out: &mut dyn DatagramSink) {
+    /// Handles one datagram from the ring, received by `now`.
+    pub fn on_datagram(&mut self, now: Instant, d: Datagram<'_>, out: &mut dyn DatagramSink) {
         if let Some(&port) = self.ports.get(d.socket) {
-            self.on_media(Instant::now(), port, d.src, d.payload, out);
+            self.on_media(now, port, d.src, d.payload, out);
         }
     }
 

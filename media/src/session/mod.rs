@@ -45,9 +45,11 @@
 //! packets from any other source are dropped once it is latched. New
 //! signalling with a new endpoint learns it afresh.
 //!
-//! The shell's contract, as everywhere here: call [`Sessions::handle`] for
-//! each request (inside [`Control::handle`](crate::ng::Control::handle)),
-//! [`Sessions::on_media`] for each relayed packet, and
+//! The shell's contract, as everywhere here: call
+//! [`Sessions::handle_request`] for each request of a call this table owns
+//! (the runtime's control thread parses it with
+//! [`Control::handle`](crate::ng::Control::handle) and queues it to the
+//! owning shard), [`Sessions::on_media`] for each relayed packet, and
 //! [`Sessions::handle_timeout`] when [`Sessions::poll_timeout`] is due.
 
 mod reply;

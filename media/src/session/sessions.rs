@@ -13,8 +13,8 @@ use super::{
 };
 use crate::ng::reply::{CALL_NOT_FOUND, LOAD_LIMIT_SESSIONS};
 use crate::ng::{
-    CallIds, Command, Dict, Flag, Ice, Incoming, Options, Outcome, Replace, Request,
-    RtcpMux as NgRtcpMux, Warning,
+    CallIds, Command, Dict, Flag, Ice, Options, Outcome, Replace, Request, RtcpMux as NgRtcpMux,
+    Warning,
 };
 use crate::ports::{PortConfigError, PortPool};
 use crate::rtp::ClockRates;
@@ -375,11 +375,6 @@ impl Sessions {
             counters: SessionCounters::default(),
             start: now,
         })
-    }
-
-    /// The command handler for [`crate::ng::Control::handle`].
-    pub fn handle(&mut self, now: Instant, incoming: &Incoming) -> Outcome {
-        self.handle_request(now, &incoming.request)
     }
 
     /// Runs one request at `now`.

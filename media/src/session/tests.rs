@@ -536,7 +536,9 @@ fn end_to_end_through_the_ng_control() {
     let mut control = Control::new(&ng::Config::default());
     let datagram = compat_offer_datagram();
     let reply = control
-        .handle(t0, &datagram, |incoming| s.handle(t0, incoming))
+        .handle(t0, &datagram, |incoming| {
+            s.handle_request(t0, &incoming.request)
+        })
         .expect("a reply");
     assert!(reply.starts_with(b"1_27_17 d3:sdp"));
     assert!(
@@ -550,7 +552,9 @@ fn end_to_end_through_the_ng_control() {
 
     let later = t0 + Duration::from_secs(1);
     let again = control
-        .handle(later, &datagram, |incoming| s.handle(later, incoming))
+        .handle(later, &datagram, |incoming| {
+            s.handle_request(later, &incoming.request)
+        })
         .expect("a replay");
     assert_eq!(again, reply);
     assert_eq!(s.pool().in_use_count(), 1);
