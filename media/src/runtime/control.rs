@@ -202,12 +202,22 @@ pub fn next_frame(pending: &mut BytesMut, limits: &Limits) -> io::Result<Option<
     if space == 0 || space > MAX_COOKIE_BYTES {
         return Err(invalid("no cookie".into()));
     }
-    let body = Bytes::copy_from_slice(&pending[space + 1..]);
-    match value_len(&body, limits) {
-        Ok(Some(len)) => Ok(Some(pending.split_to(space + 1 + len).freeze())),
-        Ok(None) => Ok(None),
-        Err(e) => Err(invalid(format!("bad ng message: {e}"))),
-    }
+    // Frozen, not copied, so that the parser's zero-copy slices can point
+    // into it; a buffer nobody else shares comes back as it was.
+    let whole = std::mem::take(pending).freeze();
+    let measured = value_len(&whole.slice(space + 1..), limits);
+    let (frame, rest) = match measured {
+        Ok(Some(len)) => {
+            let end = space + 1 + len;
+            (Some(whole.slice(..end)), whole.slice(end..))
+        }
+        Ok(None) => (None, whole),
+        Err(e) => return Err(invalid(format!("bad ng message: {e}"))),
+    };
+    *pending = rest
+        .try_into_mut()
+        .unwrap_or_else(|shared| BytesMut::from(&shared[..]));
+    Ok(frame)
 }
 
 /// Binds the ng TCP listener, for the operator's message on failure.
